@@ -1,0 +1,341 @@
+"""InferenceService: one model endpoint, self-hosted on GPUs or backed by an API provider."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from aipolicy.api.common import (
+    cel_time_zone_rule,
+    ApiModel,
+    Condition,
+    Cron,
+    Currency,
+    Duration,
+    Money,
+    ObjectMeta,
+    Quantity,
+    TimeZone,
+)
+
+KIND = "InferenceService"
+PLURAL = "inferenceservices"
+SHORT_NAMES = ("aisvc",)
+
+Mode = Literal["Normal", "Degraded", "Fallback", "Suspended"]
+MetricType = Literal["QueueDepth", "RequestsInFlight", "TokensPerSecond", "Latency", "PromQL"]
+
+
+class GPU(ApiModel):
+    """GPUs each replica needs, requested as an extended resource."""
+
+    count: int = Field(default=1, ge=0, le=16)
+    """GPUs per replica (0 for a CPU-only server)."""
+    resource_name: str = Field(
+        default="nvidia.com/gpu", pattern=r"^[a-z0-9.\-]+/[a-z0-9.\-_]+$", max_length=253
+    )
+    """The extended resource that counts GPUs, such as nvidia.com/gpu or amd.com/gpu."""
+    product: str | None = Field(default=None, max_length=128)
+    """Schedule only onto nodes with this GPU (the nvidia.com/gpu.product node label), such as NVIDIA-A100-SXM4-40GB."""
+
+
+class ComputeResources(ApiModel):
+    """CPU and memory each replica requests (and is limited to)."""
+
+    cpu: Quantity = "4"
+    """CPU per replica, as a Kubernetes quantity."""
+    memory: Quantity = "32Gi"
+    """Memory per replica, as a Kubernetes quantity."""
+
+
+class Toleration(ApiModel):
+    """A toleration of the pods (corev1.Toleration)."""
+
+    key: str | None = None
+    """The taint key; empty with operator Exists tolerates every taint."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists or Equal."""
+    value: str | None = None
+    """The taint value for Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """The taint effect to tolerate; empty tolerates all effects."""
+    toleration_seconds: int | None = Field(default=None, ge=0)
+    """For NoExecute: how long the pod stays bound after the taint appears."""
+
+
+class ReadinessProbe(ApiModel):
+    """An HTTP readiness probe; a model server is Ready once its weights are loaded."""
+
+    path: str = Field(default="/health", pattern=r"^/")
+    """The HTTP path to probe."""
+    initial_delay_seconds: int = Field(default=0, ge=0, le=3600)
+    """Seconds before the first probe."""
+    period_seconds: int = Field(default=5, ge=1, le=300)
+    """Seconds between probes."""
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+    """Failed probes in a row before the pod is unready."""
+
+
+class EnvVar(ApiModel):
+    """An environment variable with a literal value."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+    """The variable's name."""
+    value: str = ""
+    """Its value."""
+
+
+class Serving(ApiModel):
+    """A self-hosted model server: the operator owns a Deployment and a Service for it."""
+
+    image: str = Field(min_length=1, max_length=512)
+    """The container image of the model server, such as vllm/vllm-openai:v0.6.3."""
+    command: list[str] = Field(default_factory=list, max_length=32)
+    """The container's entrypoint; empty keeps the image's."""
+    args: list[str] = Field(default_factory=list, max_length=128)
+    """Arguments to the server, such as --model and --max-model-len."""
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    """Environment variables of the server."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    """The port the server listens on (vLLM: 8000)."""
+    gpu: GPU = Field(default_factory=GPU)
+    """GPUs per replica."""
+    resources: ComputeResources = Field(default_factory=ComputeResources)
+    """CPU and memory per replica."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the pods need, added to the GPU product's."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    """Taints the pods tolerate, such as nvidia.com/gpu:NoSchedule."""
+    affinity: dict[str, Any] | None = None
+    """A corev1.Affinity, passed to the pods as is."""
+    readiness_probe: ReadinessProbe = Field(default_factory=ReadinessProbe)
+    """When a replica counts as ready."""
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    """Extra labels of the pods."""
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    """Extra annotations of the pods."""
+
+
+class Provider(ApiModel):
+    """A model behind an OpenAI-compatible API; no pods, the front door is an ExternalName."""
+
+    url: str = Field(pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]+)?(/.*)?$", max_length=2048)
+    """The API's base URL, such as https://api.openai.com/v1."""
+    model: str | None = Field(default=None, max_length=256)
+    """The provider's model name, when it differs from spec.model."""
+    api_key_secret: str | None = Field(default=None, max_length=253)
+    """A Secret in the same namespace whose key `apiKey` holds the API key."""
+
+
+class Pricing(ApiModel):
+    """What this service costs. Money is a decimal string, never a float."""
+
+    currency: Currency = "USD"
+    """An ISO 4217 code such as USD or EUR."""
+    gpu_hour: Money | None = None
+    """Price of one GPU for one hour (self-hosted)."""
+    input_per_million_tokens: Money | None = None
+    """Price of one million prompt tokens (API-backed; optional for self-hosted, to compare)."""
+    output_per_million_tokens: Money | None = None
+    """Price of one million generated tokens."""
+
+
+class ScalingMetric(ApiModel):
+    """The signal autoscaling follows, and its target per replica."""
+
+    type: MetricType = "QueueDepth"
+    """QueueDepth (waiting requests per replica), RequestsInFlight (running per replica), TokensPerSecond (generated per replica), Latency (a percentile, in seconds), or PromQL (query)."""
+    target: float = Field(default=4, gt=0, le=1e9)
+    """The value per replica that scaling aims at (for Latency: seconds)."""
+    percentile: float = Field(default=0.95, gt=0, lt=1)
+    """For Latency: the quantile, such as 0.95."""
+    window: Duration = "1m"
+    """The rate window of counter and histogram metrics."""
+    query: str | None = Field(default=None, max_length=4096)
+    """For PromQL: a query returning one value per service, summed over the service's pods, labelled namespace and service."""
+
+    cel_rules = (
+        ("self.type != 'PromQL' || has(self.query)", "query is required when type is PromQL"),
+        ("self.type == 'PromQL' || !has(self.query)", "query is only allowed when type is PromQL"),
+    )
+
+
+class PrewarmSchedule(ApiModel):
+    """A window of known demand: replicas start coldStartSeconds before it opens."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    """A name for events and status."""
+    schedule: Cron
+    """When the window opens, as a five-field cron expression, such as '0 8 * * 1-5'."""
+    time_zone: TimeZone = "UTC"
+    """The IANA time zone of the schedule, such as Europe/Paris."""
+    duration: Duration
+    """How long the window stays open, such as 10h."""
+    min_replicas: int = Field(ge=1, le=1000)
+    """Replicas kept at least during the window."""
+
+    cel_rules = (
+        (cel_time_zone_rule("timeZone"), "timeZone must be an IANA time zone such as Europe/Paris"),
+    )
+
+
+class Scaling(ApiModel):
+    """How replicas follow demand. Scaling is GPU-aware: pods Pending for lack of GPUs stop the climb."""
+
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    """The fewest replicas; 0 allows scale to zero."""
+    max_replicas: int = Field(default=1, ge=1, le=1000)
+    """The most replicas."""
+    metric: ScalingMetric = Field(default_factory=ScalingMetric)
+    """The signal to scale on."""
+    tolerance: float = Field(default=0.1, ge=0, le=1)
+    """No change while metric/target is within 1 ± tolerance."""
+    scale_up_stabilization: Duration = "0s"
+    """Scale up to the lowest recommendation of this window (damps spikes)."""
+    scale_down_stabilization: Duration = "5m"
+    """Scale down to the highest recommendation of this window (damps dips)."""
+    max_scale_up_step: int = Field(default=4, ge=1, le=1000)
+    """The most replicas added in one decision."""
+    max_scale_down_step: int = Field(default=1, ge=1, le=1000)
+    """The most replicas removed in one decision."""
+    scale_to_zero_after: Duration | None = None
+    """With minReplicas 0: scale to zero after this long without demand."""
+    activation_query: str | None = Field(default=None, max_length=4096)
+    """A PromQL query of demand waiting for a service at zero (labelled namespace and service); above zero it starts one replica. Defaults to the front door's waiting requests."""
+    cold_start_seconds: int = Field(default=120, ge=0, le=7200)
+    """How long a new replica takes to become Ready; pre-warm starts this early."""
+    prewarm: list[PrewarmSchedule] = Field(default_factory=list, max_length=16)
+    """Windows of known demand to be ready for."""
+    on_metrics_unavailable: Literal["Hold", "ScaleToMin", "ScaleToMax"] = "Hold"
+    """What to do when the metric is missing: hold the last decision (default), or go to min or max."""
+    evaluation_interval: Duration = "15s"
+    """How often scaling is decided."""
+
+    cel_rules = (
+        ("self.minReplicas <= self.maxReplicas", "minReplicas must be less than or equal to maxReplicas"),
+        (
+            "!has(self.scaleToZeroAfter) || self.minReplicas == 0",
+            "scaleToZeroAfter needs minReplicas: 0",
+        ),
+        (
+            "self.prewarm.all(p, p.minReplicas <= self.maxReplicas)",
+            "each prewarm minReplicas must be at most maxReplicas",
+        ),
+        (
+            "self.prewarm.all(p, self.prewarm.exists_one(q, q.name == p.name))",
+            "prewarm names must be unique",
+        ),
+    )
+
+
+class DegradedMode(ApiModel):
+    """What the service looks like in degraded mode (asked for by a budget or a fallback policy)."""
+
+    max_replicas: int = Field(default=1, ge=0, le=1000)
+    """The most replicas while degraded; 0 suspends it."""
+
+
+class InferenceServiceSpec(ApiModel):
+    """The desired state of an InferenceService. Exactly one of serving and provider."""
+
+    model: str = Field(min_length=1, max_length=256)
+    """The model served, such as meta-llama/Llama-3.1-8B-Instruct."""
+    serving: Serving | None = None
+    """A self-hosted server on GPUs."""
+    provider: Provider | None = None
+    """An API provider instead of pods."""
+    pricing: Pricing = Field(default_factory=Pricing)
+    """Prices, for cost and budgets."""
+    scaling: Scaling = Field(default_factory=Scaling)
+    """How replicas follow demand (self-hosted only)."""
+    degraded: DegradedMode = Field(default_factory=DegradedMode)
+    """What degraded mode means for this service."""
+
+    cel_rules = (
+        ("has(self.serving) != has(self.provider)", "exactly one of serving and provider must be set"),
+        (
+            "!has(self.serving) || has(self.pricing.gpuHour)",
+            "pricing.gpuHour is required for a self-hosted (serving) service",
+        ),
+        (
+            "!has(self.provider) || (has(self.pricing.inputPerMillionTokens) && has(self.pricing.outputPerMillionTokens))",
+            "pricing.inputPerMillionTokens and pricing.outputPerMillionTokens are required for a provider",
+        ),
+    )
+
+
+class ScalingDecisionRecord(ApiModel):
+    """One scaling decision, kept in status."""
+
+    time: datetime
+    """When it was decided."""
+    from_replicas: int = Field(alias="from")
+    """Replicas before."""
+    to_replicas: int = Field(alias="to")
+    """Replicas after."""
+    reason: str
+    """Why, in CamelCase."""
+    message: str = ""
+    """The numbers behind it."""
+
+
+class InferenceServiceStatus(ApiModel):
+    """The observed state of an InferenceService."""
+
+    model_config = ApiModel.model_config | {"frozen": False}
+
+    observed_generation: int = 0
+    """The generation this status reflects."""
+    mode: Mode = "Normal"
+    """Normal, Degraded, Fallback or Suspended."""
+    replicas: int = 0
+    """Pods that exist."""
+    ready_replicas: int = 0
+    """Pods that are Ready."""
+    desired_replicas: int = 0
+    """What scaling decided."""
+    gpus: int = 0
+    """GPUs held by scheduled pods."""
+    cost_per_hour: str = "0"
+    """What the held GPUs cost per hour, in pricing.currency."""
+    endpoint: str = ""
+    """The front door clients call."""
+    active_backend: str = ""
+    """Where the front door sends traffic now."""
+    mode_reason: str = ""
+    """Why the service is in its mode."""
+    mode_since: datetime | None = None
+    """Since when it is in its mode."""
+    last_scale_time: datetime | None = None
+    """When replicas last changed."""
+    idle_since: datetime | None = None
+    """Since when the service has had no demand (for scale to zero)."""
+    metric_value: str = ""
+    """The last value of the scaling metric."""
+    decisions: list[ScalingDecisionRecord] = Field(default_factory=list)
+    """The last five scaling decisions, newest last."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, ScalingActive, MetricsAvailable, CapacityAvailable, Degraded."""
+
+
+class InferenceService(ApiModel):
+    """A model endpoint whose cost and scaling aipolicy manages."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    metadata: ObjectMeta
+    spec: InferenceServiceSpec
+    status: InferenceServiceStatus = Field(default_factory=InferenceServiceStatus)
+
+
+PRINTER_COLUMNS = [
+    {"name": "Mode", "type": "string", "jsonPath": ".status.mode"},
+    {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+    {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
+    {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus"},
+    {"name": "Cost/h", "type": "string", "jsonPath": ".status.costPerHour"},
+    {"name": "Model", "type": "string", "jsonPath": ".spec.model", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]

@@ -1,0 +1,26 @@
+"""Typed observations of metrics: a value, or the reason there is none. Missing data is never zero."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+UnavailableReason = Literal["NoData", "QueryError", "Stale", "Ambiguous", "NotANumber"]
+
+
+@dataclass(frozen=True)
+class Value:
+    """A metric reading."""
+
+    value: float
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """No usable reading, and why (NoData, QueryError, Stale, Ambiguous, NotANumber)."""
+
+    reason: UnavailableReason
+    message: str = ""
+
+
+Reading = Value | Unavailable

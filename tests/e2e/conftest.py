@@ -1,0 +1,132 @@
+"""e2e fixtures: one real cluster for the whole run, a fresh namespace per test, Prometheus, and
+the operator as a subprocess that tests can stop, kill and restart.
+
+--cluster=local (default) starts the loopback cluster of hack/cluster.sh (kube-apiserver, etcd,
+controller-manager, scheduler, kwok, kube-state-metrics, Prometheus) in a temporary folder and
+stops it, by pid, at the end. --cluster=kind uses pytest-kind on machines with Docker (bring your
+own Prometheus: PROMETHEUS_URL). --cluster=existing uses KUBECONFIG and PROMETHEUS_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster import (
+    REPO,
+    Cluster,
+    ManagedProcess,
+    Prometheus,
+    parse_env_file,
+    python_module,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def _default_cluster_bin() -> str:
+    result = subprocess.run(
+        [str(REPO / "hack" / "build-cluster-binaries.sh")], capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    mode = request.config.getoption("--cluster")
+    if mode == "existing":
+        kubectl = shutil.which("kubectl") or pytest.fail("--cluster=existing needs kubectl on PATH")
+        yield Cluster(Path(os.environ["KUBECONFIG"]), kubectl, os.environ.get("PROMETHEUS_URL"))
+        return
+    if mode == "kind":
+        kind_cluster = request.getfixturevalue("kind_cluster")
+        kubectl = shutil.which("kubectl") or str(kind_cluster.kubectl_path)
+        yield Cluster(Path(kind_cluster.kubeconfig_path), kubectl, os.environ.get("PROMETHEUS_URL"))
+        return
+
+    cluster_bin = request.config.getoption("--cluster-bin") or _default_cluster_bin()
+    run_dir = Path(tempfile.mkdtemp(prefix="aipolicy-e2e-"))
+    env = {**os.environ, "CLUSTER_RUN": str(run_dir), "CLUSTER_BIN": cluster_bin}
+    script = str(REPO / "hack" / "cluster.sh")
+    subprocess.run([script, "up"], env=env, check=True, timeout=600)
+    try:
+        values = parse_env_file(run_dir / "env")
+        yield Cluster(
+            kubeconfig=run_dir / "kubeconfig",
+            kubectl_bin=f"{cluster_bin}/kubectl",
+            prometheus_url=values["PROMETHEUS_URL"],
+            run_dir=run_dir,
+            env_file=run_dir / "env",
+            targets_dir=Path(values["PROMETHEUS_TARGETS_DIR"]),
+        )
+    finally:
+        subprocess.run([script, "down"], env=env, check=False, timeout=300)
+        if os.environ.get("AIPOLICY_KEEP_E2E_LOGS") != "1":
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def crds_installed(cluster: Cluster) -> None:
+    """The aipolicy CRDs, applied as a user would, and served."""
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    for name in ("inferenceservices", "aibudgets", "fallbackpolicies"):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}.aipolicy.dev", "--timeout=60s")
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, with its default ServiceAccount ready."""
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:5]}"
+    cluster.kubectl("create", "namespace", name)
+    wait_until(
+        "the namespace's default ServiceAccount",
+        lambda: cluster.kubectl("-n", name, "get", "sa", "default", check=False).returncode == 0,
+        timeout=30,
+    )
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def prometheus(cluster: Cluster) -> Prometheus:
+    if not cluster.prometheus_url:
+        pytest.fail("this test needs Prometheus: set PROMETHEUS_URL with --cluster=kind or existing")
+    handle = Prometheus(cluster.prometheus_url)
+    wait_until("Prometheus ready", handle.ready, timeout=30)
+    return handle
+
+
+OperatorFactory = Callable[..., ManagedProcess]
+
+
+@pytest.fixture
+def operator_process(
+    cluster: Cluster, crds_installed: None, tmp_path: Path
+) -> Iterator[OperatorFactory]:
+    """Start the operator as a subprocess (watching the given namespaces); stopped at the end."""
+    started: list[ManagedProcess] = []
+
+    def start(*namespaces: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+        args = python_module("aipolicy", "run", "--metrics-port", "0")
+        for ns in namespaces:
+            args += ["--namespace", ns]
+        if cluster.prometheus_url:
+            args += ["--prometheus-url", cluster.prometheus_url]
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), **(extra_env or {})}
+        process = ManagedProcess(args, env, tmp_path / f"operator-{len(started)}.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
