@@ -159,6 +159,11 @@ apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
   cidr: 10.244.0.0/16
+  # set explicitly: kwok 0.8 leaves them 0 (and refuses to start) when a config file is given
+  nodeLeaseParallelism: 4
+  podPlayStageParallelism: 4
+  nodePlayStageParallelism: 4
+  podsOnNodeSyncParallelism: 2
 KW
     for f in "$CLUSTER_BIN"/kwok-stages/node-*.yaml "$CLUSTER_BIN"/kwok-stages/pod-complete.yaml \
              "$CLUSTER_BIN"/kwok-stages/pod-delete.yaml; do
