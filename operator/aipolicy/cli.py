@@ -23,6 +23,7 @@ def _run(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         prometheus_url=args.prometheus_url,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         peering=args.peering,
         priority=args.priority,
         verbose=args.verbose,
@@ -30,9 +31,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from aipolicy.sim.offline import main as simulate_main
+    from aipolicy.sim.__main__ import main as sim_main
 
-    return simulate_main(args.sim_args)
+    return sim_main(["simulate", *args.sim_args])
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from aipolicy.sim.__main__ import main as sim_main
+
+    return sim_main(args.sim_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,17 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
     crds.set_defaults(func=_crds)
 
     run = commands.add_parser("run", help="run the operator")
-    run.add_argument("--namespace", action="append", default=[], help="watch only this namespace (repeatable)")
+    run.add_argument(
+        "--namespace", action="append", default=[], help="watch only this namespace (repeatable)"
+    )
     run.add_argument("--prometheus-url", default=None, help="Prometheus base URL (env PROMETHEUS_URL)")
-    run.add_argument("--metrics-port", type=int, default=8080, help="port of /metrics and /healthz on 127.0.0.1 (0 disables)")
+    run.add_argument(
+        "--metrics-port", type=int, default=8080, help="port of /metrics and /healthz (0 disables)"
+    )
+    run.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address to serve metrics on (in a pod: 0.0.0.0)",
+    )
     run.add_argument("--peering", default=None, help="kopf peering name, for active/standby replicas")
     run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_run)
 
-    simulate = commands.add_parser("simulate", help="replay a trace against a scaling policy, offline", add_help=False)
+    simulate = commands.add_parser(
+        "simulate", help="replay a trace against a scaling policy, offline", add_help=False
+    )
     simulate.add_argument("sim_args", nargs=argparse.REMAINDER)
     simulate.set_defaults(func=_simulate)
+
+    sim = commands.add_parser("sim", help="the model-server simulator (serve | simulate)", add_help=False)
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=_sim)
     return parser
 
 

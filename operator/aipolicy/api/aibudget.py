@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from aipolicy.api.common import (
     ApiModel,
+    ApiStatus,
     Condition,
     Currency,
     Duration,
@@ -40,7 +41,10 @@ class Period(ApiModel):
     """For Rolling: the window, such as 24h or 7d."""
 
     cel_rules = (
-        ("self.type == 'Rolling' ? has(self.window) : !has(self.window)", "window is required for Rolling periods and only allowed for them"),
+        (
+            "self.type == 'Rolling' ? has(self.window) : !has(self.window)",
+            "window is required for Rolling periods and only allowed for them",
+        ),
         (cel_time_zone_rule("timeZone"), "timeZone must be an IANA time zone such as Europe/Paris"),
     )
 
@@ -62,9 +66,16 @@ class CostSource(ApiModel):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     """A name for status."""
     query: str = Field(min_length=1, max_length=4096)
-    """A PromQL expression of a counter, such as sum(litellm_spend_metric_total{team="ml"}); its increase over each evaluation is added."""
+    """A PromQL expression of what was spent (or used) in the window `$window`, which aipolicy fills in at each evaluation, such as sum(increase(litellm_spend_metric_total{team="ml"}[$window]))."""
     price_per_unit: Money | None = None
     """When the query counts units (not money), the price of one unit."""
+
+    cel_rules = (
+        (
+            "self.query.contains('$window')",
+            "query must use $window, such as sum(increase(my_spend_total[$window]))",
+        ),
+    )
 
 
 class Forecast(ApiModel):
@@ -95,7 +106,10 @@ class AIBudgetSpec(ApiModel):
     cost_sources: list[CostSource] = Field(default_factory=list, max_length=16)
     """Extra costs beyond the services' own pricing."""
     thresholds: list[Threshold] = Field(
-        default_factory=lambda: [Threshold(percent=80, action="Notify"), Threshold(percent=100, action="Notify")],
+        default_factory=lambda: [
+            Threshold(percent=80, action="Notify"),
+            Threshold(percent=100, action="Notify"),
+        ],
         max_length=16,
     )
     """Actions at shares of the limit, ascending by percent."""
@@ -113,7 +127,10 @@ class AIBudgetSpec(ApiModel):
     """How often spend is evaluated."""
 
     cel_rules = (
-        ("self.limit != '0' && !self.limit.matches('^0+(\\\\.0+)?$')", "limit must be greater than zero"),
+        (
+            "self.limit != '0' && !self.limit.matches('^0+(\\\\.0+)?$')",
+            "limit must be greater than zero",
+        ),
         (
             "self.thresholds.all(t, self.thresholds.filter(u, u.percent == t.percent).size() == 1)",
             "thresholds must have distinct percents",
@@ -138,10 +155,8 @@ class Spender(ApiModel):
     """Spend this period."""
 
 
-class AIBudgetStatus(ApiModel):
+class AIBudgetStatus(ApiStatus):
     """The observed state of an AIBudget."""
-
-    model_config = ApiModel.model_config | {"frozen": False}
 
     observed_generation: int = 0
     """The generation this status reflects."""
@@ -185,10 +200,15 @@ class AIBudget(ApiModel):
     status: AIBudgetStatus = Field(default_factory=AIBudgetStatus)
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Spent", "type": "string", "jsonPath": ".status.spent"},
     {"name": "Limit", "type": "string", "jsonPath": ".spec.limit"},
-    {"name": "Used", "type": "string", "jsonPath": ".status.percentUsed", "description": "percent of the limit"},
+    {
+        "name": "Used",
+        "type": "string",
+        "jsonPath": ".status.percentUsed",
+        "description": "percent of the limit",
+    },
     {"name": "Forecast", "type": "string", "jsonPath": ".status.forecast"},
     {"name": "State", "type": "string", "jsonPath": ".status.state"},
     {"name": "Currency", "type": "string", "jsonPath": ".spec.currency", "priority": 1},

@@ -47,6 +47,12 @@ class ApiModel(BaseModel):
     cel_rules: ClassVar[tuple[tuple[str, str], ...]] = ()
 
 
+class ApiStatus(ApiModel):
+    """Base of the status models: the controllers build them up field by field."""
+
+    model_config = ConfigDict(frozen=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # Durations: Go-style strings ("90s", "5m", "1h30m", "7d"), the form kubectl users know.
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -57,7 +63,9 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_duration(text: str) -> timedelta:
     """Turn ``"1h30m"`` into a timedelta; raises ValueError naming what is expected."""
     if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"{text!r} is not a duration; expected a number and unit, such as 30s, 5m, 1h30m, 7d")
+        raise ValueError(
+            f"{text!r} is not a duration; expected a number and unit, such as 30s, 5m, 1h30m, 7d"
+        )
     seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
     return timedelta(seconds=seconds)
 
@@ -107,7 +115,9 @@ CRON_PATTERN = (
 
 def _check_cron(text: str) -> str:
     if not croniter.is_valid(text):
-        raise ValueError(f"{text!r} is not a valid cron expression; expected five fields, such as '0 8 * * 1-5'")
+        raise ValueError(
+            f"{text!r} is not a valid cron expression; expected five fields, such as '0 8 * * 1-5'"
+        )
     return text
 
 
@@ -115,7 +125,9 @@ def _check_time_zone(text: str) -> str:
     try:
         zoneinfo.ZoneInfo(text)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(f"{text!r} is not an IANA time zone; expected a name such as Europe/Paris or UTC") from error
+        raise ValueError(
+            f"{text!r} is not an IANA time zone; expected a name such as Europe/Paris or UTC"
+        ) from error
     return text
 
 
@@ -127,7 +139,6 @@ TimeZone = Annotated[
 ]
 
 
-
 def cel_time_zone_rule(field: str) -> str:
     """A CEL rule that a time zone field names a zone the apiserver knows.
 
@@ -135,6 +146,7 @@ def cel_time_zone_rule(field: str) -> str:
     and a rule that fails refuses the object.
     """
     return f"!has(self.{field}) || timestamp('2000-01-01T00:00:00Z').getHours(self.{field}) >= 0"
+
 
 Enforcement = Literal["Enforce", "DryRun"]
 

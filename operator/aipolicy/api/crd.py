@@ -98,7 +98,7 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
 
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _DROP_KEYS or key == "default" and value is None:
+        if key in _DROP_KEYS or (key == "default" and value is None):
             continue
         if key == "properties":
             out["properties"] = {name: _convert(sub, definitions) for name, sub in value.items()}
@@ -171,7 +171,10 @@ def crd(kind: Kind) -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{kind.plural}.{GROUP}",
-            "labels": {"app.kubernetes.io/name": "aipolicy", "app.kubernetes.io/part-of": "aipolicy"},
+            "labels": {
+                "app.kubernetes.io/name": "aipolicy",
+                "app.kubernetes.io/part-of": "aipolicy",
+            },
         },
         "spec": {
             "group": GROUP,
@@ -197,7 +200,10 @@ def crd(kind: Kind) -> dict[str, Any]:
                             "description": kind.description,
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string", "description": "APIVersion of the object."},
+                                "apiVersion": {
+                                    "type": "string",
+                                    "description": "APIVersion of the object.",
+                                },
                                 "kind": {"type": "string", "description": "Kind of the object."},
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema,

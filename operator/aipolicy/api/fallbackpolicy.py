@@ -4,17 +4,24 @@ front door to a degraded backend, and back once healthy, without flapping."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from aipolicy.api.common import ApiModel, Condition, Duration, Enforcement, ObjectMeta
+from aipolicy.api.common import ApiModel, ApiStatus, Condition, Duration, Enforcement, ObjectMeta
 
 KIND = "FallbackPolicy"
 PLURAL = "fallbackpolicies"
 SHORT_NAMES = ("fbp",)
 
 TriggerType = Literal["ErrorRate", "Latency", "Unavailable", "GPUShortage", "Budget", "PromQL"]
+TriggeringBudgetState = Literal["Warning", "Degraded", "Exceeded"]
+
+
+def _degraded_or_exceeded() -> list[TriggeringBudgetState]:
+    return ["Degraded", "Exceeded"]
+
+
 LOCAL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -35,9 +42,7 @@ class Trigger(ApiModel):
     """Latency: which latency."""
     budget: str | None = Field(default=None, pattern=LOCAL_NAME_PATTERN, max_length=63)
     """Budget: an AIBudget in the same namespace."""
-    budget_states: list[Literal["Warning", "Degraded", "Exceeded"]] = Field(
-        default_factory=lambda: ["Degraded", "Exceeded"], max_length=3
-    )
+    budget_states: list[TriggeringBudgetState] = Field(default_factory=_degraded_or_exceeded, max_length=3)
     """Budget: the budget states that fire the trigger."""
     query: str | None = Field(default=None, max_length=4096)
     """PromQL: an expression with one value; the trigger fires while it is above threshold."""
@@ -47,7 +52,10 @@ class Trigger(ApiModel):
             "!(self.type in ['ErrorRate', 'Latency', 'PromQL']) || has(self.threshold)",
             "threshold is required for ErrorRate, Latency and PromQL triggers",
         ),
-        ("self.type != 'ErrorRate' || !has(self.threshold) || self.threshold <= 1.0", "an ErrorRate threshold is a share between 0 and 1"),
+        (
+            "self.type != 'ErrorRate' || !has(self.threshold) || self.threshold <= 1.0",
+            "an ErrorRate threshold is a share between 0 and 1",
+        ),
         ("self.type != 'Budget' || has(self.budget)", "budget is required for a Budget trigger"),
         ("self.type != 'PromQL' || has(self.query)", "query is required for a PromQL trigger"),
         ("self.type == 'PromQL' || !has(self.query)", "query is only allowed for a PromQL trigger"),
@@ -122,10 +130,8 @@ class FallbackPolicySpec(ApiModel):
     )
 
 
-class FallbackPolicyStatus(ApiModel):
+class FallbackPolicyStatus(ApiStatus):
     """The observed state of a FallbackPolicy."""
-
-    model_config = ApiModel.model_config | {"frozen": False}
 
     observed_generation: int = 0
     """The generation this status reflects."""
@@ -161,7 +167,7 @@ class FallbackPolicy(ApiModel):
     status: FallbackPolicyStatus = Field(default_factory=FallbackPolicyStatus)
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Target", "type": "string", "jsonPath": ".spec.target"},
     {"name": "Active", "type": "boolean", "jsonPath": ".status.active"},
     {"name": "Backend", "type": "string", "jsonPath": ".status.activeBackend"},

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from aipolicy.api.common import (
-    cel_time_zone_rule,
     ApiModel,
+    ApiStatus,
     Condition,
     Cron,
     Currency,
@@ -18,6 +18,7 @@ from aipolicy.api.common import (
     ObjectMeta,
     Quantity,
     TimeZone,
+    cel_time_zone_rule,
 )
 
 KIND = "InferenceService"
@@ -176,9 +177,7 @@ class PrewarmSchedule(ApiModel):
     min_replicas: int = Field(ge=1, le=1000)
     """Replicas kept at least during the window."""
 
-    cel_rules = (
-        (cel_time_zone_rule("timeZone"), "timeZone must be an IANA time zone such as Europe/Paris"),
-    )
+    cel_rules = ((cel_time_zone_rule("timeZone"), "timeZone must be an IANA time zone such as Europe/Paris"),)
 
 
 class Scaling(ApiModel):
@@ -214,7 +213,10 @@ class Scaling(ApiModel):
     """How often scaling is decided."""
 
     cel_rules = (
-        ("self.minReplicas <= self.maxReplicas", "minReplicas must be less than or equal to maxReplicas"),
+        (
+            "self.minReplicas <= self.maxReplicas",
+            "minReplicas must be less than or equal to maxReplicas",
+        ),
         (
             "!has(self.scaleToZeroAfter) || self.minReplicas == 0",
             "scaleToZeroAfter needs minReplicas: 0",
@@ -254,7 +256,10 @@ class InferenceServiceSpec(ApiModel):
     """What degraded mode means for this service."""
 
     cel_rules = (
-        ("has(self.serving) != has(self.provider)", "exactly one of serving and provider must be set"),
+        (
+            "has(self.serving) != has(self.provider)",
+            "exactly one of serving and provider must be set",
+        ),
         (
             "!has(self.serving) || has(self.pricing.gpuHour)",
             "pricing.gpuHour is required for a self-hosted (serving) service",
@@ -281,10 +286,17 @@ class ScalingDecisionRecord(ApiModel):
     """The numbers behind it."""
 
 
-class InferenceServiceStatus(ApiModel):
-    """The observed state of an InferenceService."""
+class Recommendation(ApiModel):
+    """A raw replica recommendation, kept for the stabilization windows."""
 
-    model_config = ApiModel.model_config | {"frozen": False}
+    time: datetime
+    """When it was made."""
+    replicas: int
+    """What it recommended."""
+
+
+class InferenceServiceStatus(ApiStatus):
+    """The observed state of an InferenceService."""
 
     observed_generation: int = 0
     """The generation this status reflects."""
@@ -314,6 +326,10 @@ class InferenceServiceStatus(ApiModel):
     """Since when the service has had no demand (for scale to zero)."""
     metric_value: str = ""
     """The last value of the scaling metric."""
+    recommendations: list[Recommendation] = Field(default_factory=list)
+    """Recent recommendations within the stabilization windows (so a restart loses none)."""
+    active_prewarm: str = ""
+    """The pre-warm schedule in force, if any."""
     decisions: list[ScalingDecisionRecord] = Field(default_factory=list)
     """The last five scaling decisions, newest last."""
     conditions: list[Condition] = Field(default_factory=list)
@@ -330,7 +346,7 @@ class InferenceService(ApiModel):
     status: InferenceServiceStatus = Field(default_factory=InferenceServiceStatus)
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Mode", "type": "string", "jsonPath": ".status.mode"},
     {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},

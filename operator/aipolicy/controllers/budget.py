@@ -1,0 +1,357 @@
+"""AIBudget controller: accumulates spend from Prometheus and records the budget's state.
+
+Evaluations are aligned to the clock (every `evaluationInterval`, on its multiples), so all
+budgets ask Prometheus the same queries at the same instant: one query per metric family per
+cycle, however many budgets there are. Each evaluation adds the increase since the last one
+(`status.lastEvaluated`), so a restart or a Prometheus gap catches up from the counters.
+Actions are level-triggered: `status.activeAction` is read by the InferenceService controller,
+which degrades or suspends the services this budget selects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import kopf
+
+from aipolicy.api.aibudget import AIBudget, AIBudgetSpec, AIBudgetStatus, Spender, Threshold
+from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
+from aipolicy.api.inferenceservice import InferenceService
+from aipolicy.api.reading import InvalidSpec, read
+from aipolicy.controllers import metrics
+from aipolicy.controllers.events import StatusConditions, status_differs
+from aipolicy.controllers.indexes import Key
+from aipolicy.controllers.runtime import Runtime
+from aipolicy.observe import presets
+from aipolicy.observe.prometheus import GroupedResult
+from aipolicy.policy.budget import BudgetEvaluation, evaluate_budget, query_interval
+from aipolicy.policy.observations import Unavailable
+from aipolicy.policy.spend import (
+    ServiceCost,
+    ServiceUsage,
+    cost_source_cost,
+    display_money,
+    format_money,
+    service_cost,
+)
+
+logger = logging.getLogger(__name__)
+TICK = Runtime.default_tick()
+WARN_WHEN: dict[str, ConditionStatus] = {
+    "Ready": "False",
+    "MetricsAvailable": "False",
+    "Degraded": "True",
+    "Exceeded": "True",
+}
+TOP_SPENDERS = 3
+
+
+def aligned(now: datetime, interval: timedelta) -> datetime:
+    """The latest multiple of interval (since the epoch) at or before now."""
+    step = interval.total_seconds()
+    return datetime.fromtimestamp((now.timestamp() // step) * step, UTC)
+
+
+def selected_services(
+    budget: AIBudget, inferenceservices: kopf.Index[Key, dict[str, Any]]
+) -> list[InferenceService]:
+    """The budget's services: its own namespace only, whatever its selector says."""
+    found = []
+    for (namespace, _), bodies in inferenceservices.items():
+        if namespace != budget.metadata.namespace:
+            continue
+        for body in bodies:
+            parsed = read(InferenceService, body)
+            if isinstance(parsed, InferenceService) and budget.spec.selector.matches(parsed.metadata.labels):
+                found.append(parsed)
+    return found
+
+
+async def _usage(
+    rt: Runtime, window: str, at: datetime
+) -> tuple[GroupedResult, GroupedResult, GroupedResult]:
+    assert rt.prometheus is not None
+    names = rt.metric_names
+    return (
+        await rt.prometheus.grouped(presets.token_increase(names, "input", window), at),
+        await rt.prometheus.grouped(presets.token_increase(names, "output", window), at),
+        await rt.prometheus.grouped(presets.gpu_hours(window), at),
+    )
+
+
+async def service_costs(
+    rt: Runtime, spec: AIBudgetSpec, services: list[InferenceService], window: str, at: datetime
+) -> dict[str, ServiceCost | Unavailable]:
+    """Each service's cost over (at - window, at], from three batched queries."""
+    inputs, outputs, gpus = await _usage(rt, window, at)
+    costs: dict[str, ServiceCost | Unavailable] = {}
+    for isvc in services:
+        key = (isvc.metadata.namespace, isvc.metadata.name)
+        if isvc.spec.pricing.currency != spec.currency:
+            costs[isvc.metadata.name] = Unavailable(
+                "Ambiguous",
+                f"{isvc.metadata.name} is priced in {isvc.spec.pricing.currency}, "
+                f"the budget in {spec.currency}",
+            )
+            continue
+        usage = ServiceUsage(
+            service=isvc.metadata.name,
+            # counters summed over pods: an answered query without a series means no usage
+            input_tokens=inputs.reading_or_zero_when_answered(key),
+            output_tokens=outputs.reading_or_zero_when_answered(key),
+            gpu_hours=gpus.reading_or_zero_when_answered(key),
+        )
+        costs[isvc.metadata.name] = service_cost(isvc.spec.pricing, usage)
+    return costs
+
+
+async def extra_costs(
+    rt: Runtime, spec: AIBudgetSpec, window: str, at: datetime
+) -> dict[str, Decimal | Unavailable]:
+    assert rt.prometheus is not None
+    extra: dict[str, Decimal | Unavailable] = {}
+    for source in spec.cost_sources:
+        reading = await rt.prometheus.scalar(source.query.replace("$window", window), at)
+        extra[source.name] = cost_source_cost(source, reading)
+    return extra
+
+
+async def burn_rate(
+    rt: Runtime, spec: AIBudgetSpec, services: list[InferenceService], at: datetime
+) -> Decimal | None:
+    """Spend per hour over the forecast window (None when any part is unknown)."""
+    window = spec.forecast.window
+    costs = await service_costs(rt, spec, services, window, at)
+    extra = await extra_costs(rt, spec, window, at)
+    total = Decimal(0)
+    for cost in [*costs.values(), *extra.values()]:
+        if isinstance(cost, Unavailable):
+            return None
+        total += cost.total if isinstance(cost, ServiceCost) else cost
+    hours = Decimal(str(parse_duration(window).total_seconds() / 3600))
+    return total / hours
+
+
+def _post_webhook(url: str, budget: AIBudget, threshold: Threshold, evaluation: BudgetEvaluation) -> None:
+    """An Alertmanager-style payload (the v4 webhook format receivers accept)."""
+    alert = {
+        "status": "firing",
+        "labels": {
+            "alertname": "AIBudgetThreshold",
+            "namespace": budget.metadata.namespace,
+            "budget": budget.metadata.name,
+            "action": threshold.action,
+            "percent": str(threshold.percent),
+            "severity": "warning" if threshold.action == "Notify" else "critical",
+        },
+        "annotations": {
+            "summary": f"AIBudget {budget.metadata.name} reached {threshold.percent}% ({threshold.action})",
+            "description": evaluation.message,
+        },
+        "startsAt": evaluation.evaluated_at.isoformat(),
+    }
+    payload = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "aipolicy",
+        "groupLabels": {"budget": budget.metadata.name},
+        "commonLabels": alert["labels"],
+        "commonAnnotations": alert["annotations"],
+        "alerts": [alert],
+    }
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+
+
+def _status_from(
+    evaluation: BudgetEvaluation, spec: AIBudgetSpec, previous: AIBudgetStatus
+) -> AIBudgetStatus:
+    spenders = sorted(evaluation.breakdown.items(), key=lambda item: item[1], reverse=True)
+    return AIBudgetStatus(
+        observed_generation=previous.observed_generation,
+        state=evaluation.state,
+        spent=format_money(evaluation.spent),
+        limit=spec.limit,
+        percent_used=evaluation.percent_used,
+        forecast=display_money(evaluation.forecast) if evaluation.forecast is not None else "",
+        burn_rate_per_hour=display_money(evaluation.burn_rate_per_hour)
+        if evaluation.burn_rate_per_hour is not None
+        else "",
+        period_start=evaluation.period.start,
+        period_end=evaluation.period.end,
+        last_evaluated=evaluation.last_evaluated,
+        breakdown=[Spender(name=n, spent=format_money(v)) for n, v in sorted(evaluation.breakdown.items())],
+        top_spenders=[Spender(name=n, spent=display_money(v)) for n, v in spenders[:TOP_SPENDERS]],
+        active_action=evaluation.active_action or "",
+        notified_percents=list(evaluation.notified_percents),
+        conditions=previous.conditions,
+    )
+
+
+@kopf.timer("aipolicy.dev", "v1alpha1", "aibudgets", interval=TICK, initial_delay=1.5)  # type: ignore[arg-type]
+async def evaluate_aibudget(
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    inferenceservices_by_key: kopf.Index[Key, dict[str, Any]],
+    **_: Any,
+) -> None:
+    rt: Runtime = memo["runtime"]
+    now = datetime.now(UTC)
+    old_status = dict(body.get("status") or {})
+    generation = int(body.metadata.get("generation") or 0)
+    parsed = read(AIBudget, body)
+    if isinstance(parsed, InvalidSpec):
+        conditions = StatusConditions(
+            AIBudgetStatus.model_validate(old_status).conditions if _valid(old_status) else [],
+            generation,
+            now,
+        )
+        conditions.set("Ready", "False", "InvalidSpec", parsed.message)
+        conditions.post_changes(body, WARN_WHEN)
+        new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
+        if status_differs(old_status, new):
+            patch.status.update(new)
+        return
+    budget = parsed
+    spec = budget.spec
+    at = aligned(now, parse_duration(spec.evaluation_interval))
+    previous = budget.status
+    if (
+        previous.last_evaluated is not None
+        and previous.last_evaluated >= at
+        and previous.observed_generation == generation
+    ):
+        return
+    started = time.monotonic()
+    services = selected_services(budget, inferenceservices_by_key)
+    conditions = StatusConditions(previous.conditions, generation, now)
+
+    if rt.prometheus is None:
+        costs: dict[str, ServiceCost | Unavailable] = {
+            s.metadata.name: Unavailable("QueryError", "no Prometheus configured") for s in services
+        }
+        extra: dict[str, Decimal | Unavailable] = {}
+        burn = None
+        frm = to = at
+    else:
+        frm, to = query_interval(spec, previous, at)
+        seconds = int((to - frm).total_seconds())
+        if seconds > 0:
+            window = f"{seconds}s"
+            costs = await service_costs(rt, spec, services, window, to)
+            extra = await extra_costs(rt, spec, window, to)
+        else:
+            costs, extra = {}, {}
+        burn = await burn_rate(rt, spec, services, to)
+    evaluation = evaluate_budget(spec, previous, costs, extra, at, burn)
+
+    status = _status_from(evaluation, spec, previous)
+    status.observed_generation = generation
+    dry = spec.enforcement == "DryRun"
+    for threshold in evaluation.new_notifications:
+        verb = "would" if dry else "will"
+        action_text = {
+            "Notify": "notify",
+            "Degrade": f"{verb} degrade its services",
+            "Suspend": f"{verb} suspend its services",
+        }[threshold.action]
+        kopf.event(
+            body,
+            type="Normal" if threshold.action == "Notify" else "Warning",
+            reason=f"Threshold{threshold.action}",
+            message=(
+                f"spent {display_money(evaluation.spent)} {spec.currency} of {spec.limit} "
+                f"({evaluation.percent_used}%): reached {threshold.percent}%, {action_text}"
+            ),
+        )
+        metrics.BUDGET_NOTIFICATIONS.labels(namespace, name, threshold.action).inc()
+        if spec.notification.webhook_url and not dry:
+            try:
+                await asyncio.to_thread(
+                    _post_webhook, spec.notification.webhook_url, budget, threshold, evaluation
+                )
+            except OSError as error:
+                kopf.event(
+                    body,
+                    type="Warning",
+                    reason="WebhookFailed",
+                    message=f"POST {spec.notification.webhook_url}: {error}",
+                )
+
+    if evaluation.metrics_available:
+        conditions.set(
+            "MetricsAvailable",
+            "True",
+            "MetricsFound",
+            f"spend accounted up to {evaluation.last_evaluated.isoformat()}",
+        )
+    else:
+        conditions.set(
+            "MetricsAvailable",
+            "False",
+            evaluation.metrics_reason or "MetricsUnavailable",
+            f"{evaluation.metrics_message}; policy {spec.on_metrics_unavailable}",
+        )
+    conditions.set(
+        "ThresholdReached",
+        "True" if evaluation.active_action else "False",
+        evaluation.reason,
+        evaluation.message,
+    )
+    conditions.set(
+        "Degraded",
+        "True" if evaluation.state == "Degraded" else "False",
+        "BudgetDegraded" if evaluation.state == "Degraded" else "NotDegraded",
+        evaluation.message,
+    )
+    conditions.set(
+        "Exceeded",
+        "True" if evaluation.state == "Exceeded" else "False",
+        "BudgetExceeded" if evaluation.state == "Exceeded" else "WithinLimit",
+        evaluation.message,
+    )
+    if dry:
+        conditions.set(
+            "Ready",
+            "True",
+            "DryRun",
+            "DryRun: states and actions are reported, services are not touched",
+        )
+    elif evaluation.state == "Unknown":
+        conditions.set("Ready", "False", "NoData", evaluation.message)
+    else:
+        conditions.set("Ready", "True", "Evaluated", f"{len(services)} service(s) selected")
+    conditions.post_changes(body, WARN_WHEN)
+    status.conditions = conditions.conditions
+
+    metrics.BUDGET_SPENT.labels(namespace, name, spec.currency).set(float(evaluation.spent))
+    metrics.BUDGET_LIMIT.labels(namespace, name, spec.currency).set(float(spec.limit))
+    metrics.BUDGET_UTILISATION.labels(namespace, name).set(evaluation.percent_used / 100)
+    metrics.EVALUATION_SECONDS.labels("AIBudget").observe(time.monotonic() - started)
+    new = json_dict(status)
+    if status_differs(old_status, new):
+        patch.status.update(new)
+
+
+def _valid(raw: dict[str, Any]) -> bool:
+    try:
+        AIBudgetStatus.model_validate(raw)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,48 @@
+"""Events and conditions that explain themselves, posted on change only, never on every tick."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from aipolicy.api.common import Condition, ConditionStatus, find_condition, set_condition
+
+
+class StatusConditions:
+    """Conditions being updated in one evaluation; knows which ones changed, for events."""
+
+    def __init__(self, previous: list[Condition], generation: int, now: datetime) -> None:
+        self.conditions = list(previous)
+        self.generation = generation
+        self.now = now
+        self.changed: list[Condition] = []
+
+    def set(self, type_: str, status: ConditionStatus, reason: str, message: str) -> None:
+        before = find_condition(self.conditions, type_)
+        self.conditions = set_condition(
+            self.conditions, type_, status, reason, message, self.generation, self.now
+        )
+        if before is None or before.status != status or before.reason != reason:
+            after = find_condition(self.conditions, type_)
+            assert after is not None
+            self.changed.append(after)
+
+    def post_changes(self, body: kopf.Body, warn_when: dict[str, ConditionStatus]) -> None:
+        """One event per condition that changed status or reason.
+
+        `warn_when` maps a condition type to the status that makes its event a Warning.
+        """
+        for condition in self.changed:
+            kind = "Warning" if warn_when.get(condition.type) == condition.status else "Normal"
+            kopf.event(
+                body,
+                type=kind,
+                reason=condition.reason,
+                message=f"{condition.type}={condition.status}: {condition.message}",
+            )
+
+
+def status_differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return {k: v for k, v in old.items() if k != "kopf"} != new

@@ -1,0 +1,273 @@
+"""FallbackPolicy controller: gathers trigger readings and backend health, asks the pure state
+machine which backend the target's front door should point at, and records it in status.
+
+The front door itself is written by the InferenceService controller from this status (one
+writer per object), within one tick of the decision.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
+from aipolicy.api.fallbackpolicy import FallbackPolicy, FallbackPolicyStatus, Trigger
+from aipolicy.api.inferenceservice import InferenceServiceStatus
+from aipolicy.api.reading import InvalidSpec, read
+from aipolicy.controllers import metrics
+from aipolicy.controllers.events import StatusConditions, status_differs
+from aipolicy.controllers.indexes import Key, one
+from aipolicy.controllers.runtime import Runtime
+from aipolicy.observe import presets
+from aipolicy.observe.pods import count_pods
+from aipolicy.policy.fallback import BackendHealth, TriggerObservation, decide_fallback
+from aipolicy.policy.observations import Reading, Unavailable, Value
+
+TICK = Runtime.default_tick()
+WARN_WHEN: dict[str, ConditionStatus] = {
+    "Ready": "False",
+    "FallbackActive": "True",
+    "MetricsAvailable": "False",
+}
+
+
+def _isvc_status(isvc: dict[str, Any] | None) -> InferenceServiceStatus | None:
+    if isvc is None:
+        return None
+    try:
+        return InferenceServiceStatus.model_validate(isvc.get("status") or {})
+    except ValueError:
+        return InferenceServiceStatus()
+
+
+def backend_health(
+    policy: FallbackPolicy, inferenceservices: kopf.Index[Key, dict[str, Any]]
+) -> list[BackendHealth]:
+    """Per chain step: does it exist, and could it take traffic now?"""
+    namespace = policy.metadata.namespace
+    health = []
+    for step in policy.spec.chain:
+        if step.inference_service is None:
+            health.append(BackendHealth(exists=True, healthy=True))
+            continue
+        status = _isvc_status(one(inferenceservices, (namespace, step.inference_service)))
+        if status is None:
+            health.append(BackendHealth(exists=False, healthy=False))
+        else:
+            healthy = status.ready_replicas > 0 and status.mode not in ("Fallback", "Suspended")
+            health.append(BackendHealth(exists=True, healthy=healthy))
+    return health
+
+
+async def _request_reading(rt: Runtime, query: str, key: Key, out_of_rotation: bool) -> Reading:
+    """A request-based reading (error rate, latency) of the target.
+
+    Out of rotation the target gets no requests, so these series vanish. Counting that as
+    "clear" makes recovery a half-open probe, as a circuit breaker does: traffic returns after
+    the hold, and if the target still fails the trigger fires again (bounded by the policy's
+    minimum switch interval). Without it a policy with only request triggers would never recover.
+    """
+    assert rt.prometheus is not None
+    reading = (await rt.prometheus.grouped(query)).reading(key)
+    if out_of_rotation and isinstance(reading, Unavailable) and reading.reason in ("NoData", "NotANumber"):
+        return Value(0.0)
+    return reading
+
+
+async def observe_triggers(
+    rt: Runtime,
+    policy: FallbackPolicy,
+    target: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    budgets: list[dict[str, Any]],
+) -> list[TriggerObservation]:
+    key = (policy.metadata.namespace, policy.spec.target)
+    status = _isvc_status(target)
+    provider_backed = bool(target and (target.get("spec") or {}).get("provider"))
+    out_of_rotation = policy.status.active
+    observations = []
+    for trigger in policy.spec.triggers:
+        observations.append(
+            await _observe(rt, trigger, key, status, provider_backed, out_of_rotation, pods, budgets)
+        )
+    return observations
+
+
+async def _observe(
+    rt: Runtime,
+    trigger: Trigger,
+    key: Key,
+    status: InferenceServiceStatus | None,
+    provider_backed: bool,
+    out_of_rotation: bool,
+    pods: list[dict[str, Any]],
+    budgets: list[dict[str, Any]],
+) -> TriggerObservation:
+    names = rt.metric_names
+    if trigger.type == "Budget":
+        budget = next((b for b in budgets if b["metadata"]["name"] == trigger.budget), None)
+        state = (budget.get("status") or {}).get("state") if budget else None
+        return TriggerObservation(Value(0.0), budget_state=state)
+    if trigger.type == "GPUShortage":
+        return TriggerObservation(Value(float(count_pods(pods).unschedulable)))
+    if trigger.type == "Unavailable":
+        if status is None:
+            return TriggerObservation(Unavailable("NoData", "the target does not exist"))
+        if provider_backed:
+            if rt.prometheus is None:
+                return TriggerObservation(Unavailable("QueryError", "no Prometheus configured"))
+            failing = await _request_reading(rt, presets.error_rate(names, "1m"), key, out_of_rotation)
+            if isinstance(failing, Unavailable):
+                return TriggerObservation(failing)
+            return TriggerObservation(Value(0.0 if failing.value >= 0.99 else 1.0))
+        # scaled to zero on purpose is not "down": only wanted-but-not-ready counts
+        wanted = status.desired_replicas > 0
+        return TriggerObservation(Value(float(status.ready_replicas if wanted else 1)))
+    if rt.prometheus is None:
+        return TriggerObservation(Unavailable("QueryError", "no Prometheus configured"))
+    if trigger.type == "ErrorRate":
+        return TriggerObservation(
+            await _request_reading(rt, presets.error_rate(names, trigger.window), key, out_of_rotation)
+        )
+    if trigger.type == "Latency":
+        if provider_backed:
+            histogram = names.gateway_latency
+        else:
+            histogram = names.ttft if trigger.latency == "TimeToFirstToken" else names.e2e_latency
+        query = presets.latency_quantile(histogram, trigger.percentile, trigger.window)
+        return TriggerObservation(await _request_reading(rt, query, key, out_of_rotation))
+    assert trigger.query is not None
+    return TriggerObservation(await rt.prometheus.scalar(trigger.query))
+
+
+def _warming_from_zero(status: InferenceServiceStatus | None) -> bool:
+    """The target scaled up from zero and has no ready replica yet."""
+    if status is None or status.desired_replicas == 0 or status.ready_replicas > 0:
+        return False
+    return bool(status.decisions) and status.decisions[-1].from_replicas == 0
+
+
+@kopf.timer("aipolicy.dev", "v1alpha1", "fallbackpolicies", interval=TICK, initial_delay=1.0)  # type: ignore[arg-type]
+async def evaluate_fallback_policy(
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    inferenceservices_by_key: kopf.Index[Key, dict[str, Any]],
+    aibudgets_by_namespace: kopf.Index[str, dict[str, Any]],
+    fallbackpolicies_by_target: kopf.Index[Key, dict[str, Any]],
+    pods_by_service: kopf.Index[Key, dict[str, Any]],
+    **_: Any,
+) -> None:
+    rt: Runtime = memo["runtime"]
+    now = datetime.now(UTC)
+    old_status = dict(body.get("status") or {})
+    generation = int(body.metadata.get("generation") or 0)
+    parsed = read(FallbackPolicy, body)
+    if isinstance(parsed, InvalidSpec):
+        conditions = StatusConditions([], generation, now)
+        conditions.set("Ready", "False", "InvalidSpec", parsed.message)
+        if not _same_ready(old_status, "InvalidSpec", parsed.message):
+            conditions.post_changes(body, WARN_WHEN)
+        new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
+        if status_differs(old_status, new):
+            patch.status.update(new)
+        return
+    policy = parsed
+    interval = parse_duration(policy.spec.evaluation_interval).total_seconds()
+    if not rt.due("FallbackPolicy", namespace, name, interval, time.monotonic()):
+        return
+    started = time.monotonic()
+    target_key = (namespace, policy.spec.target)
+    target = one(inferenceservices_by_key, target_key)
+    conditions = StatusConditions(policy.status.conditions, generation, now)
+
+    competing = sorted(p["metadata"]["name"] for p in fallbackpolicies_by_target.get(target_key, []))
+    if target is None:
+        conditions.set(
+            "Ready",
+            "False",
+            "TargetNotFound",
+            f"InferenceService {policy.spec.target} does not exist in {namespace}; traffic is not switched",
+        )
+    elif len(competing) > 1 and competing[0] != name:
+        conditions.set(
+            "Ready",
+            "False",
+            "Conflict",
+            f"FallbackPolicy {competing[0]} already governs {policy.spec.target}; this one is ignored",
+        )
+    else:
+        triggers = await observe_triggers(
+            rt,
+            policy,
+            target,
+            list(pods_by_service.get(target_key, [])),
+            list(aibudgets_by_namespace.get(namespace, [])),
+        )
+        decision = decide_fallback(
+            policy.spec,
+            policy.status,
+            triggers,
+            backend_health(policy, inferenceservices_by_key),
+            now,
+            target_scaled_to_zero_warming=policy.spec.cold_start_bridge
+            and _warming_from_zero(_isvc_status(target)),
+        )
+        status = decision.status
+        dry = policy.spec.enforcement == "DryRun"
+        if decision.switched:
+            verb = "would switch" if dry else "switched"
+            kopf.event(
+                body,
+                type="Warning" if decision.active else "Normal",
+                reason=decision.reason,
+                message=(
+                    f"{verb} {policy.spec.target}'s front door to {status.active_backend}: {decision.message}"
+                ),
+            )
+            metrics.FALLBACK_TRANSITIONS.labels(namespace, name).inc()
+        metrics.FALLBACK_ACTIVE.labels(namespace, name).set(1 if decision.active else 0)
+        if decision.active:
+            conditions.set("FallbackActive", "True", decision.reason, decision.message)
+        else:
+            conditions.set("FallbackActive", "False", decision.reason, decision.message)
+        if decision.metrics_available:
+            conditions.set("MetricsAvailable", "True", "MetricsFound", "every trigger has a reading")
+        else:
+            conditions.set(
+                "MetricsAvailable",
+                "False",
+                decision.metrics_reason or "MetricsUnavailable",
+                decision.metrics_message or "a trigger has no reading; it neither fires nor clears",
+            )
+        ready_message = (
+            "DryRun: decisions are reported, not applied"
+            if dry
+            else f"traffic goes to {status.active_backend}"
+        )
+        conditions.set("Ready", "True", "DryRun" if dry else "Enforcing", ready_message)
+        policy = policy.model_copy(update={"status": status})
+
+    status = policy.status
+    status.observed_generation = generation
+    conditions.post_changes(body, WARN_WHEN)
+    status.conditions = conditions.conditions
+    metrics.EVALUATION_SECONDS.labels("FallbackPolicy").observe(time.monotonic() - started)
+    new = json_dict(status)
+    if status_differs(old_status, new):
+        patch.status.update(new)
+
+
+def _same_ready(old_status: dict[str, Any], reason: str, message: str) -> bool:
+    for condition in old_status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("reason") == reason and condition.get("message") == message)
+    return False
+
+
+__all__ = ["FallbackPolicyStatus", "evaluate_fallback_policy"]

@@ -1,0 +1,38 @@
+"""What the handlers share for the operator's lifetime: clients, the query cache, settings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from aipolicy.kube.client import Kube
+from aipolicy.observe.presets import MetricNames
+from aipolicy.observe.prometheus import QueryCache
+
+
+@dataclass
+class Runtime:
+    """Kept in kopf's memo; built once at start-up."""
+
+    prometheus: QueryCache | None
+    kube: Kube
+    metric_names: MetricNames = field(default_factory=MetricNames)
+    #: When an object was last evaluated, in memory: a restart only evaluates sooner.
+    last_run: dict[tuple[str, str, str], float] = field(default_factory=dict)
+
+    @staticmethod
+    def default_tick() -> float:
+        """How often every object's timer wakes up; each kind's evaluationInterval gates the
+        real work. Read once, at import, because kopf fixes timer intervals at registration."""
+        return float(os.environ.get("AIPOLICY_TICK_SECONDS", "2"))
+
+    def due(self, kind: str, namespace: str, name: str, interval: float, now: float) -> bool:
+        key = (kind, namespace, name)
+        last = self.last_run.get(key)
+        if last is not None and now - last < interval:
+            return False
+        self.last_run[key] = now
+        return True
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self.last_run.pop((kind, namespace, name), None)

@@ -1,0 +1,174 @@
+"""Pure manifests of the children an InferenceService owns: its Deployment and its front door.
+
+Server-side applied with the operator's field manager and owned by the InferenceService, so
+they are garbage-collected with it (no finalizer) and drift is repaired on the next apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from aipolicy.api.common import API_VERSION
+from aipolicy.api.inferenceservice import InferenceService
+
+SERVICE_LABEL = "aipolicy.dev/service"
+MODEL_LABEL = "aipolicy.dev/model"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "aipolicy"}
+FIELD_MANAGER = "aipolicy"
+
+
+def owner_reference(isvc: InferenceService) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "InferenceService",
+        "name": isvc.metadata.name,
+        "uid": isvc.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def pod_labels(isvc: InferenceService) -> dict[str, str]:
+    """Labels that tie pods (and the metrics scraped from them) to their InferenceService."""
+    return {SERVICE_LABEL: isvc.metadata.name}
+
+
+def _label_value(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in text)[:63].strip("-_.")
+    return cleaned or "model"
+
+
+def deployment(isvc: InferenceService, replicas: int) -> dict[str, Any]:
+    """The Deployment of a self-hosted InferenceService at `replicas`."""
+    serving = isvc.spec.serving
+    assert serving is not None, "only self-hosted services have a Deployment"
+    name = isvc.metadata.name
+    selector = pod_labels(isvc)
+    gpu = serving.gpu
+    resources: dict[str, dict[str, str]] = {
+        "requests": {"cpu": serving.resources.cpu, "memory": serving.resources.memory},
+        "limits": {"memory": serving.resources.memory},
+    }
+    if gpu.count > 0:
+        # extended resources must be equal in requests and limits
+        resources["requests"][gpu.resource_name] = str(gpu.count)
+        resources["limits"][gpu.resource_name] = str(gpu.count)
+    node_selector = dict(serving.node_selector)
+    if gpu.product:
+        node_selector["nvidia.com/gpu.product"] = gpu.product
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": serving.image,
+        "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
+        "resources": resources,
+        "readinessProbe": {
+            "httpGet": {"path": serving.readiness_probe.path, "port": "http"},
+            "initialDelaySeconds": serving.readiness_probe.initial_delay_seconds,
+            "periodSeconds": serving.readiness_probe.period_seconds,
+            "failureThreshold": serving.readiness_probe.failure_threshold,
+        },
+    }
+    if serving.command:
+        container["command"] = list(serving.command)
+    if serving.args:
+        container["args"] = list(serving.args)
+    if serving.env:
+        container["env"] = [{"name": e.name, "value": e.value} for e in serving.env]
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if serving.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in serving.tolerations
+        ]
+    if serving.affinity:
+        pod_spec["affinity"] = serving.affinity
+    template_labels = {
+        **serving.pod_labels,
+        **MANAGED_BY,
+        **selector,
+        MODEL_LABEL: _label_value(isvc.spec.model),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": isvc.metadata.namespace,
+            "labels": {**MANAGED_BY, **selector},
+            "ownerReferences": [owner_reference(isvc)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            # A new replica must be Ready before an old one goes: a model server's cold start
+            # is minutes, and a rollout must not drop capacity meanwhile.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": template_labels,
+                    "annotations": dict(serving.pod_annotations),
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def front_door(isvc: InferenceService, backend: Backend) -> dict[str, Any]:
+    """The stable Service `<name>` clients call, pointed at the active backend."""
+    name = isvc.metadata.name
+    meta = {
+        "name": name,
+        "namespace": isvc.metadata.namespace,
+        "labels": {**MANAGED_BY, SERVICE_LABEL: name},
+        "annotations": {"aipolicy.dev/active-backend": backend.describe()},
+        "ownerReferences": [owner_reference(isvc)],
+    }
+    port = isvc.spec.serving.port if isvc.spec.serving else 443
+    if backend.external_host is not None:
+        spec: dict[str, Any] = {
+            "type": "ExternalName",
+            "externalName": backend.external_host,
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        }
+    else:
+        spec = {
+            "type": "ClusterIP",
+            "selector": {SERVICE_LABEL: backend.service or name},
+            "ports": [
+                {
+                    "name": "http",
+                    "port": port,
+                    "targetPort": backend.target_port or port,
+                    "protocol": "TCP",
+                }
+            ],
+        }
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a front door sends traffic: the pods of a service, or an external host."""
+
+    service: str | None = None
+    target_port: int | None = None
+    external_host: str | None = None
+
+    @classmethod
+    def provider(cls, url: str) -> Backend:
+        host = urlparse(url).hostname
+        if not host:
+            raise ValueError(f"no host in {url!r}")
+        return cls(external_host=host)
+
+    def describe(self) -> str:
+        if self.external_host is not None:
+            return f"provider/{self.external_host}"
+        return f"service/{self.service}"

@@ -1,0 +1,70 @@
+"""Applying owned children with server-side apply, off the event loop.
+
+The official `kubernetes` client is synchronous; every call here runs in a worker thread so
+kopf's event loop never blocks. Server-side apply with our field manager makes each apply
+idempotent: applying the same manifest twice changes nothing, and applying after someone edited
+a field we own puts it back (drift repair).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from aipolicy.kube.children import FIELD_MANAGER
+
+APPLY = "application/apply-patch+yaml"
+
+
+def load_config() -> None:
+    """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config."""
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+class Kube:
+    """The few API calls the controllers make besides kopf's watches and status patches."""
+
+    def __init__(self) -> None:
+        self.apps = kubernetes.client.AppsV1Api()
+        self.core = kubernetes.client.CoreV1Api()
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply a Deployment or Service we own; returns the object as stored."""
+        return await asyncio.to_thread(self._apply, manifest)
+
+    def _apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        kwargs: dict[str, Any] = {
+            "field_manager": FIELD_MANAGER,
+            "force": True,
+            "_content_type": APPLY,
+            "_preload_content": False,
+        }
+        response: Any  # an urllib3 response: _preload_content=False skips model decoding
+        if manifest["kind"] == "Deployment":
+            response = self.apps.patch_namespaced_deployment(
+                meta["name"], meta["namespace"], manifest, **kwargs
+            )
+        elif manifest["kind"] == "Service":
+            response = self.core.patch_namespaced_service(meta["name"], meta["namespace"], manifest, **kwargs)
+        else:
+            raise ValueError(f"cannot apply a {manifest['kind']}")
+        stored: dict[str, Any] = json.loads(response.data)
+        return stored
+
+    async def delete_deployment(self, namespace: str, name: str) -> None:
+        def delete() -> None:
+            try:
+                self.apps.delete_namespaced_deployment(name, namespace)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+        await asyncio.to_thread(delete)

@@ -1,0 +1,1 @@
+"""Observing the world: Prometheus queries (batched per cycle) and the PromQL they use."""
