@@ -18,6 +18,7 @@ class StatusConditions:
         self.generation = generation
         self.now = now
         self.changed: list[Condition] = []
+        self.first_set: list[Condition] = []
 
     def set(self, type_: str, status: ConditionStatus, reason: str, message: str) -> None:
         before = find_condition(self.conditions, type_)
@@ -28,6 +29,8 @@ class StatusConditions:
             after = find_condition(self.conditions, type_)
             assert after is not None
             self.changed.append(after)
+            if before is None:
+                self.first_set.append(after)
 
     def post_changes(self, body: kopf.Body, warn_when: dict[str, ConditionStatus]) -> None:
         """One event per condition that changed status or reason.
@@ -35,7 +38,10 @@ class StatusConditions:
         `warn_when` maps a condition type to the status that makes its event a Warning.
         """
         for condition in self.changed:
-            kind = "Warning" if warn_when.get(condition.type) == condition.status else "Normal"
+            warning = warn_when.get(condition.type) == condition.status
+            if condition in self.first_set and not warning:
+                continue  # a new object's healthy conditions need no event each
+            kind = "Warning" if warning else "Normal"
             kopf.event(
                 body,
                 type=kind,

@@ -21,11 +21,10 @@ def run_operator(
     import aipolicy.controllers.handlers  # noqa: F401  (registers the handlers)
     from aipolicy.controllers.metrics import serve_metrics
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     kopf.configure(verbose=verbose)
+    if not verbose:
+        # kopf logs every timer run at INFO ("Timer ... succeeded"): every object, every tick
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     memo = kopf.Memo(prometheus_url=prometheus_url)
 
     async def main() -> None:
