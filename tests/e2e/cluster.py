@@ -25,9 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-def wait_until(
-    what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.5
-) -> T:
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.5) -> T:
     """Poll probe until it returns something truthy; fail with `what` after timeout seconds."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -64,10 +62,16 @@ class Cluster:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}{result.stdout}")
         return result
 
-    def apply(self, manifest: str | dict[str, Any] | list[dict[str, Any]], namespace: str | None = None,
-              check: bool = True) -> subprocess.CompletedProcess[str]:
-        text = manifest if isinstance(manifest, str) else yaml.safe_dump_all(
-            manifest if isinstance(manifest, list) else [manifest]
+    def apply(
+        self,
+        manifest: str | dict[str, Any] | list[dict[str, Any]],
+        namespace: str | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        text = (
+            manifest
+            if isinstance(manifest, str)
+            else yaml.safe_dump_all(manifest if isinstance(manifest, list) else [manifest])
         )
         args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
         return self.kubectl(*args, stdin=text, check=check)
@@ -82,7 +86,9 @@ class Cluster:
         obj: dict[str, Any] = json.loads(result.stdout)
         return obj
 
-    def list(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, kind: str, namespace: str | None = None, selector: str | None = None
+    ) -> list[dict[str, Any]]:
         args = ["get", kind, "-o", "json"]
         args += ["-n", namespace] if namespace else ["-A"]
         if selector:
@@ -144,7 +150,12 @@ class ManagedProcess:
         assert self.process is None or self.process.poll() is not None, "already running"
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+            self.args,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
         )
         log.close()
         return self

@@ -35,7 +35,10 @@ pytestmark = pytest.mark.e2e
 
 def _default_cluster_bin() -> str:
     result = subprocess.run(
-        [str(REPO / "hack" / "build-cluster-binaries.sh")], capture_output=True, text=True, check=True
+        [str(REPO / "hack" / "build-cluster-binaries.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return result.stdout.strip().splitlines()[-1]
 
@@ -110,9 +113,7 @@ OperatorFactory = Callable[..., ManagedProcess]
 
 
 @pytest.fixture
-def operator_process(
-    cluster: Cluster, crds_installed: None, tmp_path: Path
-) -> Iterator[OperatorFactory]:
+def operator_process(cluster: Cluster, crds_installed: None, tmp_path: Path) -> Iterator[OperatorFactory]:
     """Start the operator as a subprocess (watching the given namespaces); stopped at the end."""
     started: list[ManagedProcess] = []
 

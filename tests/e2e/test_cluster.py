@@ -93,14 +93,22 @@ def test_a_crd_applied_with_kubectl_is_served(cluster: Cluster, namespace: str) 
                     "name": "v1",
                     "served": True,
                     "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
                 }
             ],
         },
     }
     cluster.apply(crd)
     cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.proof.aipolicy.dev", "--timeout=60s")
-    cluster.apply({"apiVersion": "proof.aipolicy.dev/v1", "kind": "Widget", "metadata": {"name": "w1"}}, namespace)
+    cluster.apply(
+        {"apiVersion": "proof.aipolicy.dev/v1", "kind": "Widget", "metadata": {"name": "w1"}},
+        namespace,
+    )
     listed = cluster.kubectl("-n", namespace, "get", "widgets", "-o", "name").stdout.split()
     assert listed == ["widget.proof.aipolicy.dev/w1"]
 
@@ -109,9 +117,7 @@ def test_prometheus_scrapes_kube_state_metrics_on_loopback(
     cluster: Cluster, namespace: str, prometheus: Prometheus
 ) -> None:
     cluster.apply(_gpu_deployment("scraped", 2), namespace)
-    query = (
-        f'sum(kube_pod_container_resource_requests{{namespace="{namespace}",resource="nvidia_com_gpu"}})'
-    )
+    query = f'sum(kube_pod_container_resource_requests{{namespace="{namespace}",resource="nvidia_com_gpu"}})'
     value = wait_until("the pod's GPU request in Prometheus", lambda: prometheus.value(query), timeout=60)
     assert value == 2
     targets = prometheus.query('up{job="kube-state-metrics"}')

@@ -137,16 +137,10 @@ def trig(**kw: Any) -> Trigger:
         pytest.param(trig(type="Unavailable"), reading(2), False, id="unavailable-ready"),
         pytest.param(trig(type="GPUShortage"), reading(1), True, id="gpu-pending"),
         pytest.param(trig(type="GPUShortage"), reading(0), False, id="gpu-none-pending"),
-        pytest.param(
-            trig(type="PromQL", threshold=5, query="q"), reading(6), True, id="promql-above"
-        ),
-        pytest.param(
-            trig(type="PromQL", threshold=5, query="q"), reading(5), False, id="promql-equal"
-        ),
+        pytest.param(trig(type="PromQL", threshold=5, query="q"), reading(6), True, id="promql-above"),
+        pytest.param(trig(type="PromQL", threshold=5, query="q"), reading(5), False, id="promql-equal"),
         pytest.param(trig(type="ErrorRate", threshold=0.1), MISSING, None, id="missing"),
-        pytest.param(
-            trig(type="Latency", threshold=1), reading(float("nan")), None, id="nan-is-unknown"
-        ),
+        pytest.param(trig(type="Latency", threshold=1), reading(float("nan")), None, id="nan-is-unknown"),
         pytest.param(trig(type="ErrorRate"), reading(0.9), None, id="no-threshold-is-unknown"),
         pytest.param(
             trig(type="Budget", budget="team-a"),
@@ -186,9 +180,7 @@ def trig(**kw: Any) -> Trigger:
         ),
     ],
 )
-def test_trigger_condition(
-    trigger: Trigger, obs: TriggerObservation, expected: bool | None
-) -> None:
+def test_trigger_condition(trigger: Trigger, obs: TriggerObservation, expected: bool | None) -> None:
     assert trigger_condition(trigger, obs) is expected
 
 
@@ -263,6 +255,7 @@ def test_recovers_after_hold_for() -> None:
     into_fallback(d)
     pending = d.at(40, GOOD)
     assert (pending.active, pending.reason) == (True, "RecoveryPending")
+    assert pending.triggered_by == ("ErrorRate",)  # the cause stays visible during the hold
     assert pending.status.clear_since == T0 + timedelta(seconds=40)
     assert d.at(159, GOOD).active is True
     back = d.at(160, GOOD)
@@ -310,9 +303,7 @@ def test_min_switch_interval_delays_recovery() -> None:
 
 
 def test_min_switch_interval_delays_reentry() -> None:
-    spec = make_spec(
-        triggers=[{**ERROR_RATE, "for": "0s"}], hold_for="10s", min_switch_interval="1m"
-    )
+    spec = make_spec(triggers=[{**ERROR_RATE, "for": "0s"}], hold_for="10s", min_switch_interval="1m")
     d = Driver(spec)
     assert d.at(0, BAD).switched
     d.at(10, GOOD)
@@ -339,9 +330,7 @@ def test_min_switch_interval_delays_reentry() -> None:
         pytest.param((GONE, GONE, GONE), -1, "NoHealthyFallback", id="none-exists"),
     ],
 )
-def test_entering_skips_unusable_steps(
-    chain: tuple[BackendHealth, ...], step: int, reason: str
-) -> None:
+def test_entering_skips_unusable_steps(chain: tuple[BackendHealth, ...], step: int, reason: str) -> None:
     d = Driver(make_spec())
     d.at(0, BAD, chain=chain)
     decision = d.at(30, BAD, chain=chain)
@@ -392,6 +381,15 @@ def test_vanished_active_step_without_alternative_returns_to_target() -> None:
     assert d.at(40, BAD, chain=(UP, UP, UP)).reason == "MinSwitchInterval"
 
 
+def test_vanished_active_step_recovers_at_once_when_due() -> None:
+    d = Driver(make_spec(hold_for="10s", min_switch_interval="1h"))
+    into_fallback(d)
+    d.at(40, GOOD)
+    assert d.at(50, GOOD).reason == "MinSwitchInterval"
+    back = d.at(51, GOOD, chain=(GONE, UP, UP))
+    assert (back.active, back.switched, back.reason) == (False, True, "FallbackRecovered")
+
+
 def test_unhealthy_active_step_without_alternative_stays() -> None:
     d = Driver(make_spec())
     into_fallback(d)
@@ -427,6 +425,15 @@ def test_chain_reordered_keeps_the_backend_without_a_switch() -> None:
     )
 
 
+def test_same_label_twice_keeps_the_index() -> None:
+    twins = [{"provider": {"url": f"https://api.example.com/{v}"}} for v in ("v1", "v2")]
+    d = Driver(make_spec(chain=twins))
+    d.at(0, BAD, chain=(SICK, UP))
+    assert d.at(30, BAD, chain=(SICK, UP)).active_step == 1
+    kept = d.at(60, BAD, chain=(UP, UP))
+    assert (kept.active_step, kept.switched) == (1, False)
+
+
 def test_active_backend_removed_from_chain_moves_even_to_its_old_index() -> None:
     d = Driver(make_spec(min_switch_interval="1h"))
     into_fallback(d)
@@ -447,17 +454,11 @@ LATENCY: dict[str, Any] = {"type": "Latency", "threshold": 2, "for": "0s"}
     ("mode", "error", "latency", "enters", "by"),
     [
         pytest.param("Any", BAD, reading(1), True, ("ErrorRate",), id="any-one"),
-        pytest.param(
-            "Any", BAD, reading(3), True, ("ErrorRate", "Latency(p95 EndToEnd)"), id="any-both"
-        ),
+        pytest.param("Any", BAD, reading(3), True, ("ErrorRate", "Latency(p95 EndToEnd)"), id="any-both"),
         pytest.param("Any", GOOD, reading(1), False, (), id="any-none"),
-        pytest.param(
-            "Any", MISSING, reading(3), True, ("Latency(p95 EndToEnd)",), id="any-one-missing"
-        ),
+        pytest.param("Any", MISSING, reading(3), True, ("Latency(p95 EndToEnd)",), id="any-one-missing"),
         pytest.param("All", BAD, reading(1), False, (), id="all-one"),
-        pytest.param(
-            "All", BAD, reading(3), True, ("ErrorRate", "Latency(p95 EndToEnd)"), id="all-both"
-        ),
+        pytest.param("All", BAD, reading(3), True, ("ErrorRate", "Latency(p95 EndToEnd)"), id="all-both"),
         pytest.param("All", MISSING, reading(3), False, (), id="all-one-missing"),
     ],
 )
@@ -476,9 +477,7 @@ def test_any_and_all(
 
 
 def test_all_mode_recovers_only_when_every_trigger_is_clear() -> None:
-    d = Driver(
-        make_spec(triggers=[{**ERROR_RATE, "for": "0s"}, LATENCY], triggerMode="All", hold_for="1m")
-    )
+    d = Driver(make_spec(triggers=[{**ERROR_RATE, "for": "0s"}, LATENCY], triggerMode="All", hold_for="1m"))
     assert d.at(0, BAD, reading(3)).active
     assert d.at(100, GOOD, reading(3)).reason == "Holding"  # no longer "all", not yet clear
     d.at(110, GOOD, reading(1))
@@ -486,9 +485,7 @@ def test_all_mode_recovers_only_when_every_trigger_is_clear() -> None:
 
 
 def test_budget_trigger() -> None:
-    d = Driver(
-        make_spec(triggers=[{"type": "Budget", "budget": "team-a", "for": "0s"}], hold_for="1m")
-    )
+    d = Driver(make_spec(triggers=[{"type": "Budget", "budget": "team-a", "for": "0s"}], hold_for="1m"))
     ok = d.at(0, TriggerObservation(MISSING.value, "Warning"))
     assert (ok.active, ok.metrics_available) == (False, True)
     hit = d.at(10, TriggerObservation(MISSING.value, "Exceeded"))
@@ -586,9 +583,7 @@ def test_cold_start_bridge_becomes_a_fallback_when_triggers_fire() -> None:
 
 
 def test_cold_start_bridge_without_healthy_step_stays() -> None:
-    decision = Driver(make_spec(coldStartBridge=True)).at(
-        0, GOOD, chain=(GONE, SICK, SICK), warming=True
-    )
+    decision = Driver(make_spec(coldStartBridge=True)).at(0, GOOD, chain=(GONE, SICK, SICK), warming=True)
     assert (decision.active, decision.reason) == (False, "NoHealthyFallback")
 
 

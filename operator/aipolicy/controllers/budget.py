@@ -21,7 +21,7 @@ from typing import Any
 
 import kopf
 
-from aipolicy.api.aibudget import AIBudget, AIBudgetSpec, AIBudgetStatus, Spender, Threshold
+from aipolicy.api.aibudget import AIBudget, AIBudgetSpec, AIBudgetStatus, Threshold
 from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import InvalidSpec, read
@@ -31,14 +31,13 @@ from aipolicy.controllers.indexes import Key
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
 from aipolicy.observe.prometheus import GroupedResult
-from aipolicy.policy.budget import BudgetEvaluation, evaluate_budget, query_interval
+from aipolicy.policy.budget import BudgetEvaluation, evaluate_budget, query_interval, updated_status
 from aipolicy.policy.observations import Unavailable
 from aipolicy.policy.spend import (
     ServiceCost,
     ServiceUsage,
     cost_source_cost,
     display_money,
-    format_money,
     service_cost,
 )
 
@@ -50,7 +49,6 @@ WARN_WHEN: dict[str, ConditionStatus] = {
     "Degraded": "True",
     "Exceeded": "True",
 }
-TOP_SPENDERS = 3
 
 
 def aligned(now: datetime, interval: timedelta) -> datetime:
@@ -176,31 +174,6 @@ def _post_webhook(url: str, budget: AIBudget, threshold: Threshold, evaluation: 
         pass
 
 
-def _status_from(
-    evaluation: BudgetEvaluation, spec: AIBudgetSpec, previous: AIBudgetStatus
-) -> AIBudgetStatus:
-    spenders = sorted(evaluation.breakdown.items(), key=lambda item: item[1], reverse=True)
-    return AIBudgetStatus(
-        observed_generation=previous.observed_generation,
-        state=evaluation.state,
-        spent=format_money(evaluation.spent),
-        limit=spec.limit,
-        percent_used=evaluation.percent_used,
-        forecast=display_money(evaluation.forecast) if evaluation.forecast is not None else "",
-        burn_rate_per_hour=display_money(evaluation.burn_rate_per_hour)
-        if evaluation.burn_rate_per_hour is not None
-        else "",
-        period_start=evaluation.period.start,
-        period_end=evaluation.period.end,
-        last_evaluated=evaluation.last_evaluated,
-        breakdown=[Spender(name=n, spent=format_money(v)) for n, v in sorted(evaluation.breakdown.items())],
-        top_spenders=[Spender(name=n, spent=display_money(v)) for n, v in spenders[:TOP_SPENDERS]],
-        active_action=evaluation.active_action or "",
-        notified_percents=list(evaluation.notified_percents),
-        conditions=previous.conditions,
-    )
-
-
 @kopf.timer("aipolicy.dev", "v1alpha1", "aibudgets", interval=TICK, initial_delay=1.5)  # type: ignore[arg-type]
 async def evaluate_aibudget(
     body: kopf.Body,
@@ -261,7 +234,7 @@ async def evaluate_aibudget(
         burn = await burn_rate(rt, spec, services, to)
     evaluation = evaluate_budget(spec, previous, costs, extra, at, burn)
 
-    status = _status_from(evaluation, spec, previous)
+    status = updated_status(previous, evaluation, spec, generation)
     status.observed_generation = generation
     dry = spec.enforcement == "DryRun"
     for threshold in evaluation.new_notifications:
@@ -294,20 +267,13 @@ async def evaluate_aibudget(
                     message=f"POST {spec.notification.webhook_url}: {error}",
                 )
 
-    if evaluation.metrics_available:
-        conditions.set(
-            "MetricsAvailable",
-            "True",
-            "MetricsFound",
-            f"spend accounted up to {evaluation.last_evaluated.isoformat()}",
-        )
-    else:
-        conditions.set(
-            "MetricsAvailable",
-            "False",
-            evaluation.metrics_reason or "MetricsUnavailable",
-            f"{evaluation.metrics_message}; policy {spec.on_metrics_unavailable}",
-        )
+    # the same values updated_status wrote: set again so that a change posts an event
+    conditions.set(
+        "MetricsAvailable",
+        "True" if evaluation.metrics_available else "False",
+        evaluation.metrics_reason,
+        evaluation.metrics_message or "All spend queries answered.",
+    )
     conditions.set(
         "ThresholdReached",
         "True" if evaluation.active_action else "False",
