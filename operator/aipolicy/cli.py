@@ -81,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `simulate` and `sim` hand their whole command line to the simulator's own parser
+    if words[:1] == ["simulate"]:
+        return _simulate(argparse.Namespace(sim_args=words[1:]))
+    if words[:1] == ["sim"]:
+        return _sim(argparse.Namespace(sim_args=words[1:]))
+    args = build_parser().parse_args(words)
     result: int = args.func(args)
     return result
 

@@ -206,3 +206,57 @@ def parse_env_file(path: Path) -> dict[str, str]:
             key, _, value = word.partition("=")
             values[key] = value
     return values
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Simulator:
+    """The model-server simulator (a subprocess): its control API on 127.0.0.1."""
+
+    url: str
+    process: ManagedProcess
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read()
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return text.decode()
+
+    def configure(self, namespace: str, service: str, spec: dict[str, Any]) -> None:
+        self._call("PUT", f"/services/{namespace}/{service}", spec)
+
+    def traffic(self, namespace: str, service: str, spec: dict[str, Any]) -> None:
+        self._call("PUT", f"/traffic/{namespace}/{service}", spec)
+
+    def stop_traffic(self, namespace: str, service: str) -> None:
+        self._call("DELETE", f"/traffic/{namespace}/{service}")
+
+    def fault(self, namespace: str, service: str, **fault: Any) -> None:
+        self._call("PUT", f"/faults/{namespace}/{service}", fault)
+
+    def clear_fault(self, namespace: str, service: str) -> None:
+        self._call("DELETE", f"/faults/{namespace}/{service}")
+
+    def state(self) -> Any:
+        return self._call("GET", "/state")
+
+    def healthy(self) -> bool:
+        try:
+            self._call("GET", "/healthz")
+        except OSError:
+            return False
+        return True

@@ -25,6 +25,8 @@ from tests.e2e.cluster import (
     Cluster,
     ManagedProcess,
     Prometheus,
+    Simulator,
+    free_port,
     parse_env_file,
     python_module,
     wait_until,
@@ -48,7 +50,14 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     mode = request.config.getoption("--cluster")
     if mode == "existing":
         kubectl = shutil.which("kubectl") or pytest.fail("--cluster=existing needs kubectl on PATH")
-        yield Cluster(Path(os.environ["KUBECONFIG"]), kubectl, os.environ.get("PROMETHEUS_URL"))
+        targets = os.environ.get("PROMETHEUS_TARGETS_DIR")  # set by `source .cluster/env`
+        yield Cluster(
+            Path(os.environ["KUBECONFIG"]),
+            kubectl,
+            os.environ.get("PROMETHEUS_URL"),
+            run_dir=Path(os.environ["CLUSTER_RUN"]) if "CLUSTER_RUN" in os.environ else None,
+            targets_dir=Path(targets) if targets else None,
+        )
         return
     if mode == "kind":
         kind_cluster = request.getfixturevalue("kind_cluster")
@@ -116,18 +125,68 @@ OperatorFactory = Callable[..., ManagedProcess]
 def operator_process(cluster: Cluster, crds_installed: None, tmp_path: Path) -> Iterator[OperatorFactory]:
     """Start the operator as a subprocess (watching the given namespaces); stopped at the end."""
     started: list[ManagedProcess] = []
+    watched: set[str] = set()
 
     def start(*namespaces: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+        # a one-second tick keeps the tests quick; each object's evaluationInterval still applies
         args = python_module("aipolicy", "run", "--metrics-port", "0")
         for ns in namespaces:
             args += ["--namespace", ns]
+            watched.add(ns)
         if cluster.prometheus_url:
             args += ["--prometheus-url", cluster.prometheus_url]
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), **(extra_env or {})}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "AIPOLICY_TICK_SECONDS": "1",
+            **(extra_env or {}),
+        }
         process = ManagedProcess(args, env, tmp_path / f"operator-{len(started)}.log").start()
         started.append(process)
         return process
 
     yield start
+    # Delete what the tests made while the operator still runs, so kopf releases its finalizers
+    # and the namespaces can go; then stop it.
+    for ns in watched:
+        cluster.kubectl(
+            "delete",
+            "inferenceservices,aibudgets,fallbackpolicies",
+            "--all",
+            "-n",
+            ns,
+            "--timeout=30s",
+            check=False,
+            timeout=40,
+        )
     for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def simulator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """One simulator for the run: it follows every namespace's aipolicy pods and serves their
+    metrics to Prometheus (file_sd on loopback). Tests give their services traffic and faults."""
+    if cluster.targets_dir is None:
+        pytest.fail("the simulator needs the local cluster's Prometheus targets folder")
+    port = free_port()
+    logs = tmp_path_factory.mktemp("simulator")
+    args = python_module(
+        "aipolicy.sim",
+        "serve",
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--port",
+        str(port),
+        "--targets-dir",
+        str(cluster.targets_dir),
+        "--tick",
+        "0.5",
+    )
+    process = ManagedProcess(args, {**os.environ}, logs / "simulator.log").start()
+    handle = Simulator(f"http://127.0.0.1:{port}", process)
+    try:
+        wait_until("the simulator", handle.healthy, timeout=30)
+        yield handle
+    finally:
         process.stop()
