@@ -392,9 +392,8 @@ TO_ZERO = make_scaling(min_replicas=0, scale_to_zero_after="5m")
             id="no-scale-to-zero-after",
         ),
         pytest.param(
-            replace_scaling(TO_ZERO, prewarm=[prewarm(2, cron="0 12 * * *")])
-            if False
-            else TO_ZERO.model_copy(update={"prewarm": [prewarm(2, cron="0 14 * * *")]}),
+            # T0 is 14:00 in Paris: a window opening then is in force.
+            replace_scaling(TO_ZERO, prewarm=[prewarm(2, cron="0 14 * * *")]),
             observe(2, 0),
             T0 - timedelta(hours=1),
             2,
@@ -671,7 +670,7 @@ def test_no_cascade_on_latency(load: float, start: int, ready_after: int) -> Non
 
 
 # Random single decisions, for the invariants that hold whatever the inputs.
-readings = st.one_of(
+readings: st.SearchStrategy[Reading] = st.one_of(
     st.builds(Value, st.floats(min_value=0, max_value=500)),
     st.builds(Value, st.just(0.0)),
     st.sampled_from(
@@ -684,7 +683,8 @@ readings = st.one_of(
 def scalings(draw: st.DrawFn) -> Scaling:
     low = draw(st.integers(min_value=0, max_value=6))
     high = draw(st.integers(min_value=max(low, 1), max_value=15))
-    kind = draw(st.sampled_from(["QueueDepth", "RequestsInFlight", "TokensPerSecond", "Latency", "PromQL"]))
+    kinds: list[MetricType] = ["QueueDepth", "RequestsInFlight", "TokensPerSecond", "Latency", "PromQL"]
+    kind = draw(st.sampled_from(kinds))
     windows = st.sampled_from(["0s", "30s", "1m", "5m"])
     return make_scaling(
         min_replicas=low,

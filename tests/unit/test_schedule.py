@@ -30,8 +30,8 @@ PARIS = "Europe/Paris"
 NEW_YORK = "America/New_York"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def schedule(
@@ -184,6 +184,15 @@ def test_wall_time_to_instant(zone: str, wall: datetime, expected: datetime) -> 
         ),
         pytest.param(
             schedule("30 1 * * *", NEW_YORK, "20m"), 0, utc(2026, 11, 1, 6, 40), None, id="ny-fold-second"
+        ),
+        # In the repeated hour (01:45 UTC = the second 02:45 CET), wall times 02:50-02:59 have
+        # already fired in their first occurrence (00:50 UTC): the latest opening is 00:50.
+        pytest.param(
+            schedule("*/10 * * * *", PARIS, "70m"),
+            0,
+            utc(2026, 10, 25, 1, 45),
+            utc(2026, 10, 25, 0, 50),
+            id="paris-fold-wall-times-ahead",
         ),
         # A window longer than the period: the latest opening decides.
         pytest.param(

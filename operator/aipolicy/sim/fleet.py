@@ -232,6 +232,12 @@ class Fleet:
         svc = self._services.get(sid) if sid is not None else None
         return svc.pod_metrics(name) if isinstance(svc, PodService) else None
 
+    def frontdoor_waiting(self, sid: ServiceId) -> int | None:
+        """Requests of a self-hosted service not yet taken by any pod: what a front door (an
+        activator, such as KEDA's HTTP add-on) sees waiting; the demand signal at zero pods."""
+        svc = self._services.get(sid)
+        return svc.queue_length if isinstance(svc, PodService) else None
+
     def api_metrics(self, sid: ServiceId) -> ApiMetrics | None:
         svc = self._services.get(sid)
         return svc.metrics() if isinstance(svc, ApiService) else None

@@ -41,7 +41,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from aipolicy.sim.model import FINISH_REASONS
+from aipolicy.sim.model import FINISH_REASONS, ServiceId
 
 __all__ = [
     "CONTENT_TYPE",
@@ -265,3 +265,14 @@ def _api_families(m: ApiMetrics) -> Iterator[Metric]:
 def render_api_metrics(m: ApiMetrics) -> str:
     """One API-backed service's gateway ``/metrics`` body."""
     return _render(_api_families(m))
+
+
+def render_frontdoor_metrics(service: ServiceId, waiting: int) -> str:
+    """The front door of a self-hosted service: requests waiting for any pod to take them."""
+    family = GaugeMetricFamily(
+        "aipolicy_frontdoor_requests_waiting",
+        "Requests waiting at the service's front door for a pod (the demand signal at zero replicas).",
+        labels=["namespace", "service"],
+    )
+    family.add_metric([service.namespace, service.name], waiting)
+    return _render([family])

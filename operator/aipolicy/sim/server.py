@@ -48,7 +48,12 @@ from aipolicy.sim.config import (
     parse_traffic,
 )
 from aipolicy.sim.fleet import Fleet, PodInfo
-from aipolicy.sim.metrics import CONTENT_TYPE, render_api_metrics, render_pod_metrics
+from aipolicy.sim.metrics import (
+    CONTENT_TYPE,
+    render_api_metrics,
+    render_frontdoor_metrics,
+    render_pod_metrics,
+)
 from aipolicy.sim.model import ServiceId
 from aipolicy.sim.targets import TargetsWriter
 from aipolicy.sim.traffic import TraceError
@@ -97,7 +102,7 @@ class Simulator:
 
     def sync_targets(self) -> None:
         if self.targets is not None:
-            self.targets.sync(self.fleet.pods(), self.fleet.api_services())
+            self.targets.sync(self.fleet.pods(), self.fleet.service_ids())
 
     # --- configuration ------------------------------------------------------------------
 
@@ -198,7 +203,12 @@ class Simulator:
         sid = self._sid(request)
         metrics = self.fleet.api_metrics(sid)
         if metrics is None:
-            return web.Response(status=404, text=f"no API-backed service {sid}\n")
+            waiting = self.fleet.frontdoor_waiting(sid)
+            if waiting is None:
+                return web.Response(status=404, text=f"no service {sid}\n")
+            return web.Response(
+                body=render_frontdoor_metrics(sid, waiting).encode(), headers={"Content-Type": CONTENT_TYPE}
+            )
         if self.fleet.faults(sid).metrics_unavailable:
             return web.Response(status=503, text="metrics unavailable (injected fault)\n")
         return web.Response(body=render_api_metrics(metrics).encode(), headers={"Content-Type": CONTENT_TYPE})

@@ -8,7 +8,8 @@ Two files in the targets directory, both in Prometheus' ``file_sd_configs`` JSON
      "labels": {"__metrics_path__": "/metrics/pods/<namespace>/<pod>",
                 "namespace": "<namespace>", "pod": "<pod>", "service": "<isvc>"}}
 
-* ``aipolicy-sim-services.json``: one group per API-backed service, path
+* ``aipolicy-sim-services.json``: one group per service (API-backed: gateway metrics; self-hosted:
+  its front door's waiting requests), path
   ``/metrics/services/<namespace>/<service>``, labels ``namespace`` and ``service``.
 
 The endpoints already carry ``namespace``/``pod``/``service`` on every series, so the scrape
