@@ -860,3 +860,20 @@ def test_scale_down_waits_for_the_window(window_ticks: int, high: int, busy_tick
         plant.step(4)
     assert plant.now - TICK - last_high == max(TICK, timedelta(seconds=window_ticks * 15))
     assert plant.replicas == high - 1
+
+
+@pytest.mark.parametrize(
+    ("activity", "zeroes"),
+    [
+        pytest.param(Value(12.0), False, id="queue-empty-but-requests-served-is-not-idle"),
+        pytest.param(Value(0.0), True, id="no-requests-served-is-idle"),
+        pytest.param(Unavailable("QueryError"), False, id="unknown-activity-is-not-idle"),
+    ],
+)
+def test_idleness_follows_activity_not_an_empty_queue(activity: Reading, zeroes: bool) -> None:
+    """A well-sized service under load has an empty queue; only no activity is idleness."""
+    scaling = make_scaling(min_replicas=0, scale_to_zero_after="1m", metric=metric("QueueDepth"))
+    observation = replace(observe(1, 0.0, now=T0 + timedelta(minutes=5)), activity=activity)
+    # idle for five minutes so far: this reading either continues the idle period or breaks it
+    decision = decide_replicas(scaling, observation, ScalingMemory(idle_since=T0))
+    assert (decision.desired == 0) is zeroes, decision

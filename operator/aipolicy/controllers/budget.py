@@ -224,9 +224,11 @@ async def evaluate_aibudget(
         frm = to = at
     else:
         frm, to = query_interval(spec, previous, at)
-        seconds = int((to - frm).total_seconds())
-        if seconds > 0:
-            window = f"{seconds}s"
+        # whole milliseconds, not seconds: truncating a fractional interval (7.5s) to 7s would
+        # leave a slice of every interval uncounted
+        milliseconds = round((to - frm).total_seconds() * 1000)
+        if milliseconds > 0:
+            window = f"{milliseconds}ms"
             costs = await service_costs(rt, spec, services, window, to)
             extra = await extra_costs(rt, spec, window, to)
         else:

@@ -109,7 +109,11 @@ async def _observe(
     names = rt.metric_names
     if trigger.type == "Budget":
         budget = next((b for b in budgets if b["metadata"]["name"] == trigger.budget), None)
-        state = (budget.get("status") or {}).get("state") if budget else None
+        if budget is None:
+            return TriggerObservation(Value(0.0), budget_state=None)
+        # A budget not yet evaluated has no state: that is Unknown (missing data), not a budget
+        # that does not exist, which would tell the user to go and create it.
+        state = (budget.get("status") or {}).get("state") or "Unknown"
         return TriggerObservation(Value(0.0), budget_state=state)
     if trigger.type == "GPUShortage":
         return TriggerObservation(Value(float(count_pods(pods).unschedulable)))
@@ -209,11 +213,12 @@ async def evaluate_fallback_policy(
             list(pods_by_service.get(target_key, [])),
             list(aibudgets_by_namespace.get(namespace, [])),
         )
+        health = backend_health(policy, inferenceservices_by_key)
         decision = decide_fallback(
             policy.spec,
             policy.status,
             triggers,
-            backend_health(policy, inferenceservices_by_key),
+            health,
             now,
             target_scaled_to_zero_warming=policy.spec.cold_start_bridge
             and _warming_from_zero(_isvc_status(target)),
@@ -231,6 +236,9 @@ async def evaluate_fallback_policy(
                 ),
             )
             metrics.FALLBACK_TRANSITIONS.labels(namespace, name).inc()
+            # The event above is the transition's; FallbackActive changing with it would post the
+            # same reason and message a second time (one switch, two events).
+            conditions.changed = [c for c in conditions.changed if c.type != "FallbackActive"]
         metrics.FALLBACK_ACTIVE.labels(namespace, name).set(1 if decision.active else 0)
         if decision.active:
             conditions.set("FallbackActive", "True", decision.reason, decision.message)
@@ -245,12 +253,28 @@ async def evaluate_fallback_policy(
                 decision.metrics_reason or "MetricsUnavailable",
                 decision.metrics_message or "a trigger has no reading; it neither fires nor clears",
             )
-        ready_message = (
-            "DryRun: decisions are reported, not applied"
-            if dry
-            else f"traffic goes to {status.active_backend}"
-        )
-        conditions.set("Ready", "True", "DryRun" if dry else "Enforcing", ready_message)
+        missing = [
+            step.inference_service
+            for step, backend in zip(policy.spec.chain, health, strict=True)
+            if step.inference_service is not None and not backend.exists
+        ]
+        if missing:
+            # The state machine skips these steps, so traffic never goes to them; but a chain
+            # naming nothing is a mistake the user must see, not a silently shorter chain.
+            conditions.set(
+                "Ready",
+                "False",
+                "TargetNotFound",
+                f"fallback InferenceService {', '.join(missing)} does not exist in {namespace}; "
+                f"traffic is never switched to it (traffic goes to {status.active_backend})",
+            )
+        else:
+            ready_message = (
+                "DryRun: decisions are reported, not applied"
+                if dry
+                else f"traffic goes to {status.active_backend}"
+            )
+            conditions.set("Ready", "True", "DryRun" if dry else "Enforcing", ready_message)
         policy = policy.model_copy(update={"status": status})
 
     status = policy.status

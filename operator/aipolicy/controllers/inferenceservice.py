@@ -168,10 +168,13 @@ def _scaling_memory(status: InferenceServiceStatus) -> ScalingMemory:
     )
 
 
-async def _observe_metric(rt: Runtime, isvc: InferenceService, key: Key) -> tuple[Reading, Reading]:
+async def _observe_metric(
+    rt: Runtime, isvc: InferenceService, key: Key
+) -> tuple[Reading, Reading, Reading | None]:
+    """The scaling metric, the demand at the front door, and (for scale to zero) activity."""
     if rt.prometheus is None:
         missing = Unavailable("QueryError", "no Prometheus URL configured")
-        return missing, missing
+        return missing, missing, missing
     metric_query = presets.scaling_metric(isvc.spec.scaling.metric, rt.metric_names)
     metric_result = await rt.prometheus.grouped(metric_query)
     if isvc.spec.scaling.metric.type == "Latency":
@@ -181,7 +184,11 @@ async def _observe_metric(rt: Runtime, isvc: InferenceService, key: Key) -> tupl
         metric = metric_result.reading_or_zero_when_answered(key)
     demand_query = isvc.spec.scaling.activation_query or presets.demand(rt.metric_names)
     demand = (await rt.prometheus.grouped(demand_query)).reading_or_zero_when_answered(key)
-    return metric, demand
+    activity = None
+    if isvc.spec.scaling.scale_to_zero_after is not None:
+        # strict: a pod not scraped yet has no series, and that is not idleness
+        activity = (await rt.prometheus.grouped(presets.activity(rt.metric_names))).reading(key)
+    return metric, demand, activity
 
 
 @kopf.timer("aipolicy.dev", "v1alpha1", "inferenceservices", interval=TICK, initial_delay=0.5)  # type: ignore[arg-type]
@@ -342,7 +349,7 @@ async def _reconcile_serving(
 
     interval = parse_duration(scaling.evaluation_interval).total_seconds()
     if rt.due("InferenceService", key[0], key[1], interval, time.monotonic()):
-        metric, demand = await _observe_metric(rt, isvc, key)
+        metric, demand, activity = await _observe_metric(rt, isvc, key)
         decision = decide_replicas(
             scaling,
             ScalingObservation(
@@ -353,6 +360,7 @@ async def _reconcile_serving(
                 unschedulable_replicas=pods.unschedulable,
                 metric=metric,
                 demand=demand,
+                activity=activity,
             ),
             _scaling_memory(status),
             max_replicas_cap=mode.cap,

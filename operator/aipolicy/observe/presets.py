@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aipolicy.api.common import parse_duration
 from aipolicy.api.inferenceservice import ScalingMetric
 
 BY = "namespace, service"
@@ -58,6 +59,14 @@ def demand(names: MetricNames) -> str:
     return f"sum by ({BY}) ({names.frontdoor_waiting})"
 
 
+def activity(names: MetricNames, window: str = "30s") -> str:
+    """Requests finished in the window plus those running or waiting now: zero means idle."""
+    return (
+        f"sum by ({BY}) (increase({names.request_success}[{window}]))"
+        f" + sum by ({BY}) ({names.running}) + sum by ({BY}) ({names.waiting})"
+    )
+
+
 def error_rate(names: MetricNames, window: str) -> str:
     """The failing share of finished requests, self-hosted and gateway alike."""
     failed = (
@@ -94,6 +103,11 @@ def gpus_held() -> str:
 def gpu_hours(window: str, step_seconds: int = 5) -> str:
     """GPU-hours held in the window: GPUs held, sampled every step, times the step's hours.
 
-    A sum rather than an average, so a pod that ran half the window counts half.
+    A sum rather than an average, so a pod that ran half the window counts half. Subquery steps
+    sit on multiples of the step, and Prometheus 2 ranges include their left end: a window of
+    5s at a step-aligned time holds two steps, so back-to-back windows would count every
+    boundary step twice (a budget evaluated every 5s doubled its GPU spend). One millisecond
+    off the window makes it (t - window, t] on every Prometheus version.
     """
-    return f"sum_over_time(({gpus_held()})[{window}:{step_seconds}s]) * {step_seconds / 3600:.9f}"
+    open_left = max(round(parse_duration(window).total_seconds() * 1000) - 1, 1)
+    return f"sum_over_time(({gpus_held()})[{open_left}ms:{step_seconds}s]) * {step_seconds / 3600:.9f}"

@@ -72,6 +72,9 @@ class ScalingObservation:
     demand: Reading
     """Demand waiting while at zero (front-door waiting requests, or activationQuery);
     Value(0) = none."""
+    activity: Reading | None = None
+    """Requests served, running or waiting recently (for scale to zero); None = judge
+    idleness from the metric."""
 
 
 @dataclass(frozen=True)
@@ -323,13 +326,16 @@ def _direction(current: int, replicas: int) -> str:
 
 
 def _is_idle(obs: ScalingObservation, metric: Reading, demand: Reading) -> bool:
-    """Idle = demand is zero and, above zero replicas, the metric is zero too. Both must be
-    observed: an unavailable reading is never idle (it breaks the idle period)."""
+    """Idle = demand is zero and, above zero replicas, no activity: the `activity` reading
+    when the controller gives one (requests served recently), else the metric. A queue-depth
+    metric of zero is not idleness: a well-sized service under load queues nothing. Every
+    reading must be observed: an unavailable one is never idle (it breaks the idle period)."""
     if not (isinstance(demand, Value) and demand.value <= 0):
         return False
     if obs.current_replicas == 0:
         return True
-    return isinstance(metric, Value) and metric.value <= 0
+    signal = obs.activity if obs.activity is not None else metric
+    return isinstance(signal, Value) and signal.value <= 0
 
 
 def _validate(obs: ScalingObservation, cap: int | None) -> None:

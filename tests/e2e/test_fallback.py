@@ -1,0 +1,606 @@
+"""FallbackPolicy end to end: a real apiserver, scheduler and EndpointSlice controller, a real
+Prometheus scraping the simulator, and the operator as a subprocess.
+
+Each test makes a large model (A100) and, where it needs one, a small model (L4), gives the
+large one traffic in the simulator, injects a fault or drives a budget, and then reads what a
+user would read: the front door Service and its EndpointSlices, both objects' status,
+`kubectl get fbp`, and events. No test connects to a pod IP; no test asserts on durations it
+measured itself (only on the times the operator recorded in status).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
+from tests.e2e.conftest import OperatorFactory
+
+GROUP_VERSION = "aipolicy.dev/v1alpha1"
+SERVICE_LABEL = "aipolicy.dev/service"
+A100 = "NVIDIA-A100-SXM4-40GB"
+L4 = "NVIDIA-L4"
+NO_SUCH_GPU = "NVIDIA-H100-80GB-HBM3"  # no node has it: pods stay Pending, the service never Ready
+LARGE, SMALL = "large", "small"
+POLICY = "fallback"
+PROVIDER_URL = "https://api.openai.com/v1"
+# steady traffic, far below one replica's capacity, so only injected faults make errors
+TRAFFIC: dict[str, Any] = {
+    "kind": "constant",
+    "rate": 5,
+    "duration": 600,
+    "promptTokens": 100,
+    "outputTokens": 20,
+}
+# a short rate window and `for` keep the tests quick; 0.5 is far from both 0 and the fault's 0.8+
+ERROR_RATE_TRIGGER: dict[str, Any] = {"type": "ErrorRate", "threshold": 0.5, "window": "10s", "for": "2s"}
+
+
+# ---- manifests ---------------------------------------------------------------------------------
+
+
+def _isvc(
+    name: str,
+    product: str,
+    *,
+    labels: dict[str, str] | None = None,
+    pricing: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "InferenceService",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {
+            "model": f"example/{name}",
+            "serving": {
+                "image": "vllm/vllm-openai:v0.6.3",
+                "gpu": {"count": 1, "product": product},
+                "resources": {"cpu": "1", "memory": "4Gi"},
+            },
+            "pricing": pricing or {"gpuHour": "2.50"},
+            "scaling": {"minReplicas": 1, "maxReplicas": 1},
+        },
+    }
+
+
+def _policy(
+    chain: list[dict[str, Any]],
+    triggers: list[dict[str, Any]],
+    *,
+    target: str = LARGE,
+    name: str = POLICY,
+    hold_for: str = "10s",
+    trigger_mode: str = "Any",
+) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "FallbackPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "target": target,
+            "triggers": triggers,
+            "triggerMode": trigger_mode,
+            "chain": chain,
+            "recovery": {"holdFor": hold_for, "minSwitchInterval": "2s"},
+            "evaluationInterval": "1s",
+        },
+    }
+
+
+# ---- reading the cluster -----------------------------------------------------------------------
+
+
+def _status(cluster: Cluster, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    obj = cluster.get(kind, name, namespace) or {}
+    return dict(obj.get("status") or {})
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    for condition in status.get("conditions") or []:
+        if condition["type"] == type_:
+            return dict(condition)
+    return {}
+
+
+def _front_door(cluster: Cluster, namespace: str, name: str = LARGE) -> dict[str, Any]:
+    return dict((cluster.get("service", name, namespace) or {}).get("spec") or {})
+
+
+def _pods_of(cluster: Cluster, namespace: str, service: str) -> set[str]:
+    return {p["metadata"]["name"] for p in cluster.list("pods", namespace, f"{SERVICE_LABEL}={service}")}
+
+
+def _endpoint_pods(cluster: Cluster, namespace: str, name: str = LARGE) -> set[str]:
+    """The pods the front door's EndpointSlices list (by targetRef, never by address)."""
+    slices = cluster.list("endpointslices", namespace, f"kubernetes.io/service-name={name}")
+    return {
+        endpoint["targetRef"]["name"]
+        for s in slices
+        for endpoint in s.get("endpoints") or []
+        if (endpoint.get("targetRef") or {}).get("kind") == "Pod"
+    }
+
+
+def _points_at(cluster: Cluster, namespace: str, service: str) -> bool:
+    """The front door selects `service`'s pods and its EndpointSlices list exactly those."""
+    selector = _front_door(cluster, namespace).get("selector")
+    pods = _pods_of(cluster, namespace, service)
+    return bool(selector == {SERVICE_LABEL: service} and pods and _endpoint_pods(cluster, namespace) == pods)
+
+
+def _transition_events(cluster: Cluster, namespace: str, name: str = POLICY) -> list[dict[str, Any]]:
+    """The controller's one event per front-door switch (condition events say `Type=...:`)."""
+    return [
+        e
+        for e in cluster.events(namespace, name)
+        if e["involvedObject"].get("kind") == "FallbackPolicy" and e["message"].startswith("switched ")
+    ]
+
+
+def _event_count(events: list[dict[str, Any]]) -> int:
+    return sum(int(e.get("count") or 1) for e in events)
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _get_fbp_columns(cluster: Cluster, namespace: str) -> dict[str, str]:
+    """`kubectl get fbp` as a user sees it: header name -> value of our policy's row."""
+    lines = cluster.kubectl("-n", namespace, "get", "fbp").stdout.splitlines()
+    header, *rows = (line.split() for line in lines)
+    row = next(r for r in rows if r[0] == POLICY)
+    return dict(zip(header, row, strict=True))
+
+
+def _fresh_evaluation(cluster: Cluster, namespace: str, name: str = POLICY) -> dict[str, Any]:
+    """Make the operator evaluate the policy again and wait until it has; return its status.
+
+    Changing the spec bumps the generation, and only an evaluation writes observedGeneration:
+    a deterministic "it has looked since", where sleeping would only be a likely one.
+    """
+    body = cluster.get("fallbackpolicy", name, namespace)
+    assert body is not None
+    current = body["spec"]["recovery"]["minSwitchInterval"]
+    patch = {"spec": {"recovery": {"minSwitchInterval": "3s" if current == "2s" else "2s"}}}
+    cluster.kubectl("-n", namespace, "patch", "fallbackpolicy", name, "--type=merge", "-p", json.dumps(patch))
+    generation = (cluster.get("fallbackpolicy", name, namespace) or {})["metadata"]["generation"]
+
+    def evaluated() -> dict[str, Any] | None:
+        status = _status(cluster, "fallbackpolicy", name, namespace)
+        return status if status.get("observedGeneration", 0) >= generation else None
+
+    return wait_until(f"{name} evaluated at generation {generation}", evaluated, timeout=30)
+
+
+# ---- setting up --------------------------------------------------------------------------------
+
+
+def _serving(cluster: Cluster, namespace: str, name: str) -> None:
+    def ready() -> bool:
+        status = _status(cluster, "inferenceservice", name, namespace)
+        return status.get("readyReplicas") == 1 and _condition(status, "Ready").get("status") == "True"
+
+    wait_until(f"{name} serving with one ready replica", ready, timeout=90)
+
+
+def _large_with_traffic(
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    *,
+    small: str | None = L4,
+    large_labels: dict[str, str] | None = None,
+    large_pricing: dict[str, str] | None = None,
+) -> None:
+    """The large model serving traffic through its own front door; the small one (if any) up."""
+    cluster.apply(_isvc(LARGE, A100, labels=large_labels, pricing=large_pricing), namespace)
+    if small is not None:
+        cluster.apply(_isvc(SMALL, small), namespace)
+    _serving(cluster, namespace, LARGE)
+    if small == L4:
+        _serving(cluster, namespace, SMALL)
+    simulator.traffic(namespace, LARGE, TRAFFIC)
+    wait_until("the front door on the large model", lambda: _points_at(cluster, namespace, LARGE), timeout=60)
+
+
+def _watching(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    """Wait until the policy has readings and the target serves: the state before any fault."""
+
+    def clear() -> dict[str, Any] | None:
+        status = _status(cluster, "fallbackpolicy", POLICY, namespace)
+        metrics = _condition(status, "MetricsAvailable")
+        active = _condition(status, "FallbackActive")
+        ok = metrics.get("status") == "True" and active.get("reason") == "TriggersClear"
+        return status if ok else None
+
+    return wait_until("the policy watching, triggers clear", clear, timeout=90)
+
+
+def _switched_to(cluster: Cluster, namespace: str, backend: str) -> dict[str, Any]:
+    def active() -> dict[str, Any] | None:
+        status = _status(cluster, "fallbackpolicy", POLICY, namespace)
+        return status if status.get("active") and status.get("activeBackend") == backend else None
+
+    return wait_until(f"the policy active on {backend}", active, timeout=90)
+
+
+# ---- the tests ---------------------------------------------------------------------------------
+
+
+def test_errors_in_the_large_model_switch_the_front_door_to_the_small_one(
+    cluster: Cluster,
+    namespace: str,
+    prometheus: Prometheus,
+    simulator: Simulator,
+    operator_process: OperatorFactory,
+) -> None:
+    operator_process(namespace)
+    _large_with_traffic(cluster, namespace, simulator)
+    cluster.apply(_policy([{"inferenceService": SMALL}], [ERROR_RATE_TRIGGER], hold_for="5m"), namespace)
+    before = _watching(cluster, namespace)
+    assert before["active"] is False and before["transitions"] == 0
+    assert before["activeBackend"] == LARGE
+
+    simulator.fault(namespace, LARGE, errorRate=0.9)
+    status = _switched_to(cluster, namespace, f"service/{SMALL}")
+    wait_until("the front door on the small model", lambda: _points_at(cluster, namespace, SMALL), timeout=30)
+
+    # the policy's status says what happened, when, and why
+    assert status["transitions"] == 1
+    assert status["activeStep"] == 0
+    assert status["triggeredBy"] == ["ErrorRate"]
+    assert status["since"] == status["lastSwitchTime"]
+    assert _time(status["since"]) >= _time(status["triggerSince"]["ErrorRate"])
+    fallback_active = _condition(status, "FallbackActive")
+    assert (fallback_active["status"], fallback_active["reason"]) == ("True", "FallbackActivated")
+    assert _condition(status, "Ready")["status"] == "True"
+
+    # the InferenceService follows: mode Fallback, traffic to the small model
+    def in_fallback() -> dict[str, Any] | None:
+        isvc = _status(cluster, "inferenceservice", LARGE, namespace)
+        return isvc if isvc.get("mode") == "Fallback" else None
+
+    isvc = wait_until("the InferenceService in Fallback mode", in_fallback, timeout=30)
+    assert isvc["activeBackend"] == f"service/{SMALL}"
+    assert POLICY in isvc["modeReason"] and SMALL in isvc["modeReason"]
+    annotations = (cluster.get("service", LARGE, namespace) or {})["metadata"]["annotations"]
+    assert annotations["aipolicy.dev/active-backend"] == f"service/{SMALL}"
+
+    columns = _get_fbp_columns(cluster, namespace)
+    assert columns["TARGET"] == LARGE
+    assert columns["ACTIVE"] == "true"
+    assert columns["BACKEND"] == f"service/{SMALL}"
+    assert columns["SINCE"] not in ("", "<none>")
+
+    events = wait_until("the switch's event", lambda: _transition_events(cluster, namespace), timeout=30)
+    assert _event_count(events) == 1
+    assert (events[0]["type"], events[0]["reason"]) == ("Warning", "FallbackActivated")
+    assert f"service/{SMALL}" in events[0]["message"]
+    simulator.stop_traffic(namespace, LARGE)
+
+
+def test_clearing_the_fault_switches_back_only_after_the_recovery_hold(
+    cluster: Cluster,
+    namespace: str,
+    prometheus: Prometheus,
+    simulator: Simulator,
+    operator_process: OperatorFactory,
+) -> None:
+    hold = timedelta(seconds=10)
+    operator_process(namespace)
+    _large_with_traffic(cluster, namespace, simulator)
+    cluster.apply(_policy([{"inferenceService": SMALL}], [ERROR_RATE_TRIGGER], hold_for="10s"), namespace)
+    _watching(cluster, namespace)
+    simulator.fault(namespace, LARGE, errorRate=0.9)
+    _switched_to(cluster, namespace, f"service/{SMALL}")
+    wait_until("the front door on the small model", lambda: _points_at(cluster, namespace, SMALL), timeout=30)
+
+    simulator.clear_fault(namespace, LARGE)
+
+    # The errors leave the 10 s rate window, every trigger reads clear, and the hold starts:
+    # the policy says so while the front door still points at the small model.
+    def pending() -> dict[str, Any] | None:
+        status = _status(cluster, "fallbackpolicy", POLICY, namespace)
+        return status if _condition(status, "FallbackActive").get("reason") == "RecoveryPending" else None
+
+    status = wait_until("the recovery hold to start", pending, timeout=60)
+    clear_since = _time(status["clearSince"])
+    assert status["active"] is True and status["activeBackend"] == f"service/{SMALL}"
+    assert _front_door(cluster, namespace)["selector"] == {SERVICE_LABEL: SMALL}
+
+    # Follow the policy until it switches back, keeping the last clearSince it showed: a
+    # trigger seen true during the hold would restart it, and the hold counts from the last.
+    def recovered() -> dict[str, Any] | None:
+        nonlocal clear_since
+        current = _status(cluster, "fallbackpolicy", POLICY, namespace)
+        if current.get("active"):
+            if current.get("clearSince"):
+                clear_since = _time(current["clearSince"])
+            return None
+        return current
+
+    back = wait_until("the policy to switch back", recovered, timeout=60)
+    assert back["activeBackend"] == LARGE and back["activeStep"] == -1
+    assert back["transitions"] == 2
+    assert back.get("clearSince") is None  # the next fallback's hold starts from scratch
+    # not before: the switch back came at least the hold after every trigger read clear
+    assert _time(back["lastSwitchTime"]) - clear_since >= hold
+    fallback_active = _condition(back, "FallbackActive")
+    assert (fallback_active["status"], fallback_active["reason"]) == ("False", "FallbackRecovered")
+
+    wait_until("the front door back on the large model", lambda: _points_at(cluster, namespace, LARGE), 30)
+
+    def normal() -> dict[str, Any] | None:
+        isvc = _status(cluster, "inferenceservice", LARGE, namespace)
+        return isvc if isvc.get("mode") == "Normal" else None
+
+    isvc = wait_until("the InferenceService back to Normal", normal, timeout=30)
+    assert isvc["activeBackend"] == f"service/{LARGE}"
+    assert _get_fbp_columns(cluster, namespace)["ACTIVE"] == "false"
+
+    def both_events() -> list[dict[str, Any]] | None:
+        events = _transition_events(cluster, namespace)
+        return events if _event_count(events) >= 2 else None
+
+    events = sorted(wait_until("an event per switch", both_events, timeout=30), key=_event_time)
+    assert [(e["type"], e["reason"]) for e in events] == [
+        ("Warning", "FallbackActivated"),
+        ("Normal", "FallbackRecovered"),
+    ]
+    simulator.stop_traffic(namespace, LARGE)
+
+
+def test_an_outage_without_a_healthy_in_cluster_fallback_goes_to_the_provider(
+    cluster: Cluster,
+    namespace: str,
+    prometheus: Prometheus,
+    simulator: Simulator,
+    operator_process: OperatorFactory,
+) -> None:
+    operator_process(namespace)
+    # the small model exists but can never be Ready: no node has its GPU
+    _large_with_traffic(cluster, namespace, simulator, small=NO_SUCH_GPU)
+    chain = [{"inferenceService": SMALL}, {"provider": {"url": PROVIDER_URL, "model": "gpt-4o-mini"}}]
+    cluster.apply(_policy(chain, [ERROR_RATE_TRIGGER], hold_for="10s"), namespace)
+    _watching(cluster, namespace)
+
+    # the server is broken but its process is up: every request fails after a second
+    simulator.fault(namespace, LARGE, outage=True, outageLatencySeconds=1)
+    status = _switched_to(cluster, namespace, "provider/api.openai.com")
+    assert status["activeStep"] == 1 and status["transitions"] == 1
+    message = _condition(status, "FallbackActive")["message"]
+    assert f"service/{SMALL} is unhealthy" in message, message
+
+    def external() -> dict[str, Any] | None:
+        spec = _front_door(cluster, namespace)
+        return spec if spec.get("type") == "ExternalName" else None
+
+    door = wait_until("an ExternalName front door", external, timeout=30)
+    assert door["externalName"] == "api.openai.com"
+    assert "selector" not in door
+    # an ExternalName Service has no endpoints: nothing in the cluster serves it any more
+    wait_until("no pod behind the front door", lambda: not _endpoint_pods(cluster, namespace), timeout=30)
+    assert _pods_of(cluster, namespace, SMALL), "the small model's pod exists, Pending"
+
+    def provider_mode() -> dict[str, Any] | None:
+        isvc = _status(cluster, "inferenceservice", LARGE, namespace)
+        return isvc if isvc.get("activeBackend") == "provider/api.openai.com" else None
+
+    isvc = wait_until("the InferenceService on the provider", provider_mode, timeout=30)
+    assert isvc["mode"] == "Fallback"
+
+    # and back: an ExternalName front door becomes a ClusterIP selecting the large model again
+    simulator.clear_fault(namespace, LARGE)
+    wait_until(
+        "the front door back on the large model",
+        lambda: (
+            _front_door(cluster, namespace).get("type") == "ClusterIP"
+            and _points_at(cluster, namespace, LARGE)
+        ),
+        timeout=90,
+    )
+    assert _status(cluster, "fallbackpolicy", POLICY, namespace)["transitions"] == 2
+    simulator.stop_traffic(namespace, LARGE)
+
+
+def test_a_budget_reaching_degraded_switches_the_front_door(
+    cluster: Cluster,
+    namespace: str,
+    prometheus: Prometheus,
+    simulator: Simulator,
+    operator_process: OperatorFactory,
+) -> None:
+    operator_process(namespace)
+    # Only generated tokens cost money: 5 requests/s x 20 tokens at $2 per million is $0.0002/s,
+    # 2 % of a $0.01 limit per second. Degraded (50 %) comes after ~25 s, Exceeded (100 %) ~25 s
+    # later: room for the switch to happen while the budget is Degraded, and not Exceeded.
+    _large_with_traffic(
+        cluster,
+        namespace,
+        simulator,
+        large_labels={"tier": "large"},
+        large_pricing={"gpuHour": "0", "inputPerMillionTokens": "0", "outputPerMillionTokens": "2"},
+    )
+    budget = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "AIBudget",
+        "metadata": {"name": "spend"},
+        "spec": {
+            "limit": "0.01",
+            "selector": {"matchLabels": {"tier": "large"}},
+            "thresholds": [{"percent": 50, "action": "Degrade"}],
+            "evaluationInterval": "5s",
+        },
+    }
+    trigger = {"type": "Budget", "budget": "spend", "budgetStates": ["Degraded"], "for": "0s"}
+    cluster.apply(_policy([{"inferenceService": SMALL}], [trigger], hold_for="5m"), namespace)
+    cluster.apply(budget, namespace)
+
+    def budget_state() -> str | None:
+        return _status(cluster, "aibudget", "spend", namespace).get("state")
+
+    wait_until("the budget Ok", lambda: budget_state() == "Ok", timeout=60)
+    status = _switched_to(cluster, namespace, f"service/{SMALL}")
+    # the switch came from the budget, and while it was Degraded (no later state fires it)
+    assert status["triggeredBy"] == ["Budget(spend)"]
+    simulator.stop_traffic(namespace, LARGE)  # spend stops growing; the budget stays Degraded
+    assert budget_state() == "Degraded"
+    assert status["transitions"] == 1
+    wait_until("the front door on the small model", lambda: _points_at(cluster, namespace, SMALL), timeout=30)
+
+    # The budget's own Degrade action also applies to the large model (it selects it): the
+    # service is Degraded, and its traffic goes where the policy says.
+    def degraded() -> dict[str, Any] | None:
+        isvc = _status(cluster, "inferenceservice", LARGE, namespace)
+        return isvc if isvc.get("activeBackend") == f"service/{SMALL}" else None
+
+    isvc = wait_until("the InferenceService on the small model", degraded, timeout=30)
+    assert isvc["mode"] == "Degraded"
+    events = wait_until("the switch's event", lambda: _transition_events(cluster, namespace), timeout=30)
+    assert "Budget(spend)" in events[0]["message"]
+    degrade_events = [e for e in cluster.events(namespace, "spend") if e["reason"] == "ThresholdDegrade"]
+    assert len(degrade_events) == 1, degrade_events
+
+
+def test_an_operator_killed_during_fallback_keeps_it_and_switches_once(
+    cluster: Cluster,
+    namespace: str,
+    prometheus: Prometheus,
+    simulator: Simulator,
+    operator_process: OperatorFactory,
+) -> None:
+    first = operator_process(namespace)
+    _large_with_traffic(cluster, namespace, simulator)
+    cluster.apply(_policy([{"inferenceService": SMALL}], [ERROR_RATE_TRIGGER], hold_for="10s"), namespace)
+    _watching(cluster, namespace)
+    simulator.fault(namespace, LARGE, errorRate=0.9)
+    before = _switched_to(cluster, namespace, f"service/{SMALL}")
+    wait_until("the front door on the small model", lambda: _points_at(cluster, namespace, SMALL), timeout=30)
+    wait_until("the switch's event", lambda: _transition_events(cluster, namespace), timeout=30)
+
+    first.kill()  # SIGKILL: no clean-up, no last status write
+    assert not first.running
+    operator_process(namespace)
+    # The new operator has evaluated the policy, with the fault still on, once this returns.
+    after = _fresh_evaluation(cluster, namespace)
+    assert after["active"] is True and after["activeBackend"] == f"service/{SMALL}"
+    assert after["transitions"] == before["transitions"] == 1
+    assert after["since"] == before["since"]
+    assert _points_at(cluster, namespace, SMALL)
+    assert _status(cluster, "inferenceservice", LARGE, namespace)["mode"] == "Fallback"
+    assert _event_count(_transition_events(cluster, namespace)) == 1
+
+    # and it recovers exactly once
+    simulator.clear_fault(namespace, LARGE)
+    wait_until("the front door back on the large model", lambda: _points_at(cluster, namespace, LARGE), 90)
+    final = _status(cluster, "fallbackpolicy", POLICY, namespace)
+    assert final["transitions"] == 2 and final["active"] is False
+
+    def two_events() -> list[dict[str, Any]] | None:
+        events = _transition_events(cluster, namespace)
+        return events if _event_count(events) >= 2 else None
+
+    events = wait_until("the recovery's event", two_events, timeout=30)
+    assert sorted(e["reason"] for e in events) == ["FallbackActivated", "FallbackRecovered"]
+    simulator.stop_traffic(namespace, LARGE)
+
+
+def test_a_fallback_that_does_not_exist_is_reported_and_never_switched_to(
+    cluster: Cluster,
+    namespace: str,
+    prometheus: Prometheus,
+    simulator: Simulator,
+    operator_process: OperatorFactory,
+) -> None:
+    operator_process(namespace)
+    _large_with_traffic(cluster, namespace, simulator, small=None)
+    cluster.apply(_policy([{"inferenceService": "ghost"}], [ERROR_RATE_TRIGGER]), namespace)
+    # a policy whose target itself does not exist
+    lost_policy = _policy([{"inferenceService": LARGE}], [ERROR_RATE_TRIGGER], target="nowhere", name="lost")
+    cluster.apply(lost_policy, namespace)
+
+    def not_found(name: str) -> dict[str, Any] | None:
+        ready = _condition(_status(cluster, "fallbackpolicy", name, namespace), "Ready")
+        return ready if ready.get("reason") == "TargetNotFound" else None
+
+    ready = wait_until("Ready=False TargetNotFound on the chain", lambda: not_found(POLICY), timeout=60)
+    assert ready["status"] == "False" and "ghost" in ready["message"]
+    lost = wait_until("Ready=False TargetNotFound on the target", lambda: not_found("lost"), timeout=60)
+    assert lost["status"] == "False" and "nowhere" in lost["message"]
+
+    # the trigger fires, and with nowhere to go the front door stays on the target
+    simulator.fault(namespace, LARGE, errorRate=0.9)
+
+    def no_fallback() -> dict[str, Any] | None:
+        status = _status(cluster, "fallbackpolicy", POLICY, namespace)
+        return status if _condition(status, "FallbackActive").get("reason") == "NoHealthyFallback" else None
+
+    status = wait_until("the trigger to fire with no fallback", no_fallback, timeout=60)
+    assert "service/ghost does not exist" in _condition(status, "FallbackActive")["message"]
+    status = _fresh_evaluation(cluster, namespace)  # and again, later: still not switched
+    assert status["active"] is False and status["transitions"] == 0
+    assert status["activeBackend"] == LARGE
+    assert _condition(status, "Ready")["reason"] == "TargetNotFound"
+    assert _points_at(cluster, namespace, LARGE)
+    assert _status(cluster, "inferenceservice", LARGE, namespace)["mode"] == "Normal"
+    assert _transition_events(cluster, namespace) == []
+    warnings = [e for e in cluster.events(namespace, POLICY) if e["reason"] == "TargetNotFound"]
+    assert warnings and all(e["type"] == "Warning" for e in warnings)
+    simulator.stop_traffic(namespace, LARGE)
+
+
+def test_a_promql_trigger_whose_query_fails_reports_it_and_does_not_switch(
+    cluster: Cluster,
+    namespace: str,
+    prometheus: Prometheus,
+    simulator: Simulator,
+    operator_process: OperatorFactory,
+) -> None:
+    operator_process(namespace)
+    _large_with_traffic(cluster, namespace, simulator)
+    # All mode: the error-rate trigger fires, the broken query cannot say, so nothing switches
+    # (missing data never switches; in Any mode the error rate alone would)
+    broken = {"type": "PromQL", "query": "sum(rate(vllm:request_success_total[1m]", "threshold": 0}
+    policy = _policy([{"inferenceService": SMALL}], [ERROR_RATE_TRIGGER, broken], trigger_mode="All")
+    cluster.apply(policy, namespace)
+
+    def unavailable() -> dict[str, Any] | None:
+        status = _status(cluster, "fallbackpolicy", POLICY, namespace)
+        return status if _condition(status, "MetricsAvailable").get("status") == "False" else None
+
+    status = wait_until("MetricsAvailable=False", unavailable, timeout=60)
+    metrics = _condition(status, "MetricsAvailable")
+    assert metrics["reason"] == "QueryError"
+    assert "PromQL: QueryError" in metrics["message"], metrics["message"]
+
+    simulator.fault(namespace, LARGE, errorRate=0.9)
+
+    def error_rate_holding() -> dict[str, Any] | None:
+        status = _status(cluster, "fallbackpolicy", POLICY, namespace)
+        return status if "ErrorRate" in (status.get("triggerSince") or {}) else None
+
+    status = wait_until("the error-rate condition to hold", error_rate_holding, timeout=60)
+    # past its `for`, then a fresh evaluation: the error rate has fired, the policy still waits
+    time.sleep(3)
+    status = _fresh_evaluation(cluster, namespace)
+    assert "ErrorRate" in status["triggerSince"]
+    assert status["active"] is False and status["transitions"] == 0
+    assert _condition(status, "FallbackActive")["reason"] == "MetricsUnavailable"
+    assert _condition(status, "MetricsAvailable")["reason"] == "QueryError"
+    assert _points_at(cluster, namespace, LARGE)
+    assert _transition_events(cluster, namespace) == []
+    simulator.stop_traffic(namespace, LARGE)
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    return str(event.get("eventTime") or event.get("lastTimestamp") or event.get("firstTimestamp") or "")
+
+
+@pytest.fixture(autouse=True)
+def _crds(crds_installed: None) -> None:
+    """Every test here needs the CRDs."""
