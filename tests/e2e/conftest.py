@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.cluster import (
     REPO,
@@ -121,8 +122,37 @@ def prometheus(cluster: Cluster) -> Prometheus:
 OperatorFactory = Callable[..., ManagedProcess]
 
 
+@pytest.fixture(scope="session")
+def operator_kubeconfig(
+    cluster: Cluster, crds_installed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A kubeconfig with the operator's own identity: the ServiceAccount of manifests/base with
+    exactly the RBAC shipped there. Every e2e test runs the operator with it, so a missing
+    permission fails a test, and an excess one is a reviewable line in rbac.yaml."""
+    cluster.kubectl("create", "namespace", "aipolicy-system", check=False)
+    cluster.kubectl("apply", "-f", str(REPO / "manifests" / "base" / "rbac.yaml"))
+    token = cluster.kubectl(
+        "-n", "aipolicy-system", "create", "token", "aipolicy", "--duration=24h"
+    ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": server}],
+        "users": [{"name": "aipolicy", "user": {"token": token}}],
+        "contexts": [{"name": "aipolicy", "context": {"cluster": "cluster", "user": "aipolicy"}}],
+        "current-context": "aipolicy",
+    }
+    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.fixture
-def operator_process(cluster: Cluster, crds_installed: None, tmp_path: Path) -> Iterator[OperatorFactory]:
+def operator_process(
+    cluster: Cluster, operator_kubeconfig: Path, tmp_path: Path
+) -> Iterator[OperatorFactory]:
     """Start the operator as a subprocess (watching the given namespaces); stopped at the end."""
     started: list[ManagedProcess] = []
     watched: set[str] = set()
@@ -137,7 +167,7 @@ def operator_process(cluster: Cluster, crds_installed: None, tmp_path: Path) -> 
             args += ["--prometheus-url", cluster.prometheus_url]
         env = {
             **os.environ,
-            "KUBECONFIG": str(cluster.kubeconfig),
+            "KUBECONFIG": str(operator_kubeconfig),
             "AIPOLICY_TICK_SECONDS": "1",
             **(extra_env or {}),
         }
