@@ -208,7 +208,7 @@ start_prometheus() {
   wait_for prometheus 60 prometheus curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready"
 }
 
-up() {
+preflight() {  # refuse before anything starts: nothing to clean up if this fails
   if compgen -G "$PIDS/*.pid" >/dev/null; then
     for c in "${COMPONENTS[@]}"; do
       alive "$c" && die "a cluster already runs from $CLUSTER_RUN ($c, pid $(<"$PIDS/$c.pid")): use it, or stop it with 'make cluster-down'"
@@ -216,6 +216,9 @@ up() {
     rm -f "$PIDS"/*.pid   # stale pid files of a cluster that died
   fi
   check_binaries
+}
+
+up() {
   rm -rf "$CLUSTER_RUN"
   mkdir -p "$CLUSTER_RUN" "$LOGS" "$PIDS" "$CLUSTER_RUN/etcd" "$CLUSTER_RUN/kwok-home"
   gen_pki
@@ -332,7 +335,12 @@ source "$here/versions.env"
 CLUSTER_BIN="${CLUSTER_BIN:-${AIPOLICY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aipolicy}/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-ksm-$KSM_VERSION}"
 
 case "$cmd" in
-  up)   trap 'rc=$?; if (( rc )); then log "start-up failed; stopping what was started"; stop_all; fi' EXIT; up; trap - EXIT ;;
+  up)
+    preflight
+    # from here on, a failure stops exactly what this run started
+    trap 'rc=$?; if (( rc )); then log "start-up failed; stopping what was started"; stop_all; fi' EXIT
+    up
+    trap - EXIT ;;
   down) down ;;
   status) status ;;
   env)  cat "$CLUSTER_RUN/env" ;;

@@ -1,0 +1,228 @@
+"""`make demo`: aipolicy on a local cluster, with the real Azure trace replayed as traffic.
+
+It starts (or reuses) the loopback cluster, installs the CRDs, starts the simulator and the
+operator, applies hack/demo/manifests.yaml, then narrates a few minutes: traffic scales the
+large model up, the budget fills and notifies then degrades, an injected error storm switches
+the large model's front door to the small model, and it switches back once healthy. At the end
+everything it started is stopped by pid (the cluster too, unless it was already running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+NAMESPACE = "aipolicy-demo"
+
+
+class Demo:
+    def __init__(self, cluster_bin: str, run_dir: Path) -> None:
+        self.cluster_bin = cluster_bin
+        self.run_dir = run_dir
+        self.env = {**os.environ, "CLUSTER_RUN": str(run_dir), "CLUSTER_BIN": cluster_bin}
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.started_cluster = False
+        self.sim_url = ""
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            [f"{self.cluster_bin}/kubectl", f"--kubeconfig={self.run_dir}/kubeconfig", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise SystemExit(f"kubectl {' '.join(args)}: {result.stderr}")
+        return result.stdout
+
+    def cluster(self, command: str) -> None:
+        subprocess.run([str(REPO / "hack" / "cluster.sh"), command], env=self.env, check=True, timeout=600)
+
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+        log = (self.run_dir / "logs" / f"demo-{name}.log").open("wb")
+        process = subprocess.Popen(args, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.processes.append(process)
+
+    def sim(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        request = urllib.request.Request(
+            f"{self.sim_url}{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def say(self, text: str) -> None:
+        print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+    def show(self) -> None:
+        print(self.kubectl("get", "ai", "-n", NAMESPACE), flush=True)
+
+    def watch(self, seconds: float, every: float = 15) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(min(every, max(0.0, end - time.monotonic())))
+            self.show()
+
+    # -- the story ----------------------------------------------------------------------------
+    def up(self) -> None:
+        if (self.run_dir / "env").exists() and subprocess.run(
+            [str(REPO / "hack" / "cluster.sh"), "status"], env=self.env, capture_output=True, text=True
+        ).stdout.count("running") >= 7:
+            self.say("using the local cluster that already runs")
+        else:
+            self.say(
+                "starting the local cluster (etcd, kube-apiserver, scheduler, kwok GPU nodes, Prometheus)"
+            )
+            self.cluster("up")
+            self.started_cluster = True
+        env = dict(line.removeprefix("export ").split("=", 1) for line in _env_lines(self.run_dir / "env"))
+        print(self.kubectl("get", "nodes", "-L", "nvidia.com/gpu.product"))
+        self.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        self.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=aipolicy")
+        self.kubectl("create", "namespace", NAMESPACE, check=False)
+
+        port = _free_port()
+        self.sim_url = f"http://127.0.0.1:{port}"
+        self.spawn(
+            "simulator",
+            sys.executable,
+            "-m",
+            "aipolicy.sim",
+            "serve",
+            "--kubeconfig",
+            f"{self.run_dir}/kubeconfig",
+            "--namespace",
+            NAMESPACE,
+            "--port",
+            str(port),
+            "--targets-dir",
+            env["PROMETHEUS_TARGETS_DIR"],
+            "--tick",
+            "0.5",
+        )
+        self.spawn(
+            "operator",
+            sys.executable,
+            "-m",
+            "aipolicy",
+            "run",
+            "--namespace",
+            NAMESPACE,
+            "--prometheus-url",
+            env["PROMETHEUS_URL"],
+            "--metrics-port",
+            "0",
+            env={**self.env, "KUBECONFIG": f"{self.run_dir}/kubeconfig", "AIPOLICY_TICK_SECONDS": "1"},
+        )
+        _wait(lambda: _ok(f"{self.sim_url}/healthz"), "the simulator")
+
+    def story(self) -> None:
+        self.say("applying a large model, a small model, a fallback policy and a team budget")
+        print(self.kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "hack" / "demo" / "manifests.yaml")))
+        for name, capacity in (("llama-70b", 12000), ("llama-1b", 30000)):
+            self.sim(
+                "PUT",
+                f"/services/{NAMESPACE}/{name}",
+                {"capacity": {"prefillTokensPerSecond": capacity, "decodeTokensPerSecond": capacity / 5}},
+            )
+        self.watch(20, every=10)
+
+        self.say("replaying the Azure LLM trace (one real hour, 5x faster) into llama-70b")
+        self.sim("PUT", f"/traffic/{NAMESPACE}/llama-70b", {"kind": "trace", "speedup": 5, "scale": 1})
+        self.sim("PUT", f"/traffic/{NAMESPACE}/llama-1b", {"kind": "constant", "rate": 1, "duration": 900})
+        self.watch(60)
+
+        self.say("injecting errors into llama-70b: its front door should switch to llama-1b")
+        self.sim("PUT", f"/faults/{NAMESPACE}/llama-70b", {"errorRate": 0.6})
+        self.watch(45)
+        print(self.kubectl("get", "service", "llama-70b", "-n", NAMESPACE, "-o", "wide"))
+
+        self.say("clearing the fault: llama-70b gets its traffic back after the 30 s recovery hold")
+        self.sim("DELETE", f"/faults/{NAMESPACE}/llama-70b")
+        self.watch(60)
+
+        self.say("what happened, as events")
+        print(
+            self.kubectl(
+                "get",
+                "events",
+                "-n",
+                NAMESPACE,
+                "--field-selector",
+                "involvedObject.apiVersion=aipolicy.dev/v1alpha1",
+                "--sort-by=.lastTimestamp",
+            )
+        )
+
+    def down(self) -> None:
+        self.say("cleaning up")
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        if self.started_cluster:
+            self.cluster("down")
+        else:
+            self.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+def _env_lines(path: Path) -> list[str]:
+    return [word for line in path.read_text().splitlines() for word in line.removeprefix("export ").split()]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ok(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def _wait(probe: Any, what: str, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > end:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cluster-bin", required=True)
+    parser.add_argument("--run-dir", default=str(REPO / ".cluster"))
+    args = parser.parse_args()
+    demo = Demo(args.cluster_bin, Path(args.run_dir))
+    try:
+        demo.up()
+        demo.story()
+    finally:
+        demo.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
