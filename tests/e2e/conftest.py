@@ -157,9 +157,11 @@ def operator_process(
     started: list[ManagedProcess] = []
     watched: set[str] = set()
 
-    def start(*namespaces: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+    def start(
+        *namespaces: str, extra_env: dict[str, str] | None = None, metrics_port: int = 0
+    ) -> ManagedProcess:
         # a one-second tick keeps the tests quick; each object's evaluationInterval still applies
-        args = python_module("aipolicy", "run", "--metrics-port", "0")
+        args = python_module("aipolicy", "run", "--metrics-port", str(metrics_port))
         for ns in namespaces:
             args += ["--namespace", ns]
             watched.add(ns)

@@ -167,14 +167,22 @@ def _range(status: dict[str, Any], open_left: bool = False) -> tuple[datetime, s
 
 
 def _token_spend(prometheus: Prometheus, namespace: str, status: dict[str, Any]) -> Decimal:
-    """Gateway tokens x price over [periodStart, lastEvaluated], in one query per direction."""
-    end, window = _range(status)
+    """Gateway tokens x price over [periodStart, lastEvaluated]: what the counters read at
+    lastEvaluated minus what they read at periodStart, summed over the namespace's series.
+
+    Raw counter values, no extrapolation: the exact tokens Prometheus saw. (A single
+    increase() over the range would extrapolate its right end by up to a scrape interval at
+    the range's average rate: some percent off on a counter only a minute or two old.)
+    """
+    start, end = _timestamp(status["periodStart"]), _timestamp(status["lastEvaluated"])
+    _, window = _range(status)
     spend = Decimal(0)
     for metric, price in (
         ("litellm_input_tokens_metric_total", INPUT_PER_MILLION),
         ("litellm_output_tokens_metric_total", OUTPUT_PER_MILLION),
     ):
-        tokens = _query_at(prometheus, f'sum(increase({metric}{{namespace="{namespace}"}}[{window}]))', end)
+        counted = f'sum(last_over_time({metric}{{namespace="{namespace}"}}[{window}]))'
+        tokens = _query_at(prometheus, counted, end) - _query_at(prometheus, counted, start)
         spend += Decimal(repr(tokens)) * price / Decimal(1_000_000)
     return spend
 
@@ -224,7 +232,9 @@ def _settled(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
         namespace,
         name,
         "a fresh evaluation",
-        lambda s: s.get("lastEvaluated", "") > before and _condition(s, "MetricsAvailable").get("status") == "True",
+        lambda s: (
+            s.get("lastEvaluated", "") > before and _condition(s, "MetricsAvailable").get("status") == "True"
+        ),
         timeout=30,
     )
 
@@ -241,11 +251,9 @@ def _api_backend(simulator: Simulator, prometheus: Prometheus, namespace: str, n
             "apiCapacity": {"baseLatencySeconds": 0.2, "outputTokensPerSecond": 400},
         },
     )
-    wait_until(
-        f"the gateway counters of {namespace}/{name} in Prometheus",
-        lambda: prometheus.query(f'litellm_input_tokens_metric_total{{namespace="{namespace}",service="{name}"}}'),
-        timeout=30,
-    )
+    series = f'litellm_input_tokens_metric_total{{namespace="{namespace}",service="{name}"}}'
+    wait_until(f"the gateway counters of {namespace}/{name} in Prometheus", lambda: prometheus.query(series))
+    assert prometheus.value(series) == 0
 
 
 @dataclass

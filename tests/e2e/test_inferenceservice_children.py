@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import Cluster, wait_until
+from tests.e2e.cluster import Cluster, free_port, wait_until
 from tests.e2e.conftest import OperatorFactory
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
@@ -204,3 +204,25 @@ def test_what_the_schema_lets_through_but_cannot_be_acted_on_is_invalid_spec(
 @pytest.fixture(autouse=True)
 def _crds(crds_installed: None) -> None:
     """Every test here needs the CRDs."""
+
+
+def test_the_operator_serves_its_own_metrics_on_loopback(
+    cluster: Cluster, namespace: str, operator_process: OperatorFactory
+) -> None:
+    import urllib.request
+
+    port = free_port()
+    operator_process(namespace, metrics_port=port)
+    cluster.apply(_isvc("measured", minReplicas=1, maxReplicas=1), namespace)
+
+    def scrape() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                text: str = response.read().decode()
+        except OSError:
+            return None
+        return text if f'namespace="{namespace}",service="measured"' in text else None
+
+    text = wait_until("the operator's /metrics about the service", scrape, timeout=60)
+    assert f'aipolicy_service_mode{{mode="Normal",namespace="{namespace}",service="measured"}} 1.0' in text
+    assert "aipolicy_evaluation_seconds_count" in text

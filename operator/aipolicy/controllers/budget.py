@@ -43,6 +43,13 @@ from aipolicy.policy.spend import (
 
 logger = logging.getLogger(__name__)
 TICK = Runtime.default_tick()
+# A scrape stamped just before an evaluation's instant may still be on its way into the TSDB;
+# read an instant only this long after it, so that the next window does not start past a sample
+# this one never saw.
+SETTLE = timedelta(seconds=1)
+# Token counters missing for less than this (a failed scrape, a target briefly gone) are
+# counted in full when they come back.
+GAP_LOOKBACK = "10m"
 WARN_WHEN: dict[str, ConditionStatus] = {
     "Ready": "False",
     "MetricsAvailable": "False",
@@ -72,23 +79,39 @@ def selected_services(
     return found
 
 
-async def _usage(
-    rt: Runtime, window: str, at: datetime
-) -> tuple[GroupedResult, GroupedResult, GroupedResult]:
+Usage = tuple[GroupedResult, GroupedResult, GroupedResult]
+"""Input tokens, output tokens and GPU-hours, by (namespace, service)."""
+
+
+async def _usage(rt: Runtime, window: str, at: datetime, *, accounting: bool) -> Usage:
+    """Usage over (at - window, at]: for accounting, counter growth that adds up exactly from
+    one evaluation to the next and bridges scrape gaps; for a rate, plain increase()."""
     assert rt.prometheus is not None
     names = rt.metric_names
+
+    def tokens(which: str) -> str:
+        if accounting:
+            return presets.token_growth(names, which, window, GAP_LOOKBACK)
+        return presets.token_increase(names, which, window)
+
     return (
-        await rt.prometheus.grouped(presets.token_increase(names, "input", window), at),
-        await rt.prometheus.grouped(presets.token_increase(names, "output", window), at),
+        await rt.prometheus.grouped(tokens("input"), at),
+        await rt.prometheus.grouped(tokens("output"), at),
         await rt.prometheus.grouped(presets.gpu_hours(window), at),
     )
 
 
 async def service_costs(
-    rt: Runtime, spec: AIBudgetSpec, services: list[InferenceService], window: str, at: datetime
+    rt: Runtime,
+    spec: AIBudgetSpec,
+    services: list[InferenceService],
+    window: str,
+    at: datetime,
+    *,
+    accounting: bool = True,
 ) -> dict[str, ServiceCost | Unavailable]:
     """Each service's cost over (at - window, at], from three batched queries."""
-    inputs, outputs, gpus = await _usage(rt, window, at)
+    inputs, outputs, gpus = await _usage(rt, window, at, accounting=accounting)
     costs: dict[str, ServiceCost | Unavailable] = {}
     for isvc in services:
         key = (isvc.metadata.namespace, isvc.metadata.name)
@@ -126,7 +149,7 @@ async def burn_rate(
 ) -> Decimal | None:
     """Spend per hour over the forecast window (None when any part is unknown)."""
     window = spec.forecast.window
-    costs = await service_costs(rt, spec, services, window, at)
+    costs = await service_costs(rt, spec, services, window, at, accounting=False)
     extra = await extra_costs(rt, spec, window, at)
     total = Decimal(0)
     for cost in [*costs.values(), *extra.values()]:
@@ -203,7 +226,7 @@ async def evaluate_aibudget(
         return
     budget = parsed
     spec = budget.spec
-    at = aligned(now, parse_duration(spec.evaluation_interval))
+    at = aligned(now - SETTLE, parse_duration(spec.evaluation_interval))
     previous = budget.status
     if (
         previous.last_evaluated is not None

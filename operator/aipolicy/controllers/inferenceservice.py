@@ -27,6 +27,7 @@ from aipolicy.api.inferenceservice import (
     ScalingDecisionRecord,
 )
 from aipolicy.api.reading import InvalidSpec, read
+from aipolicy.controllers import metrics
 from aipolicy.controllers.events import StatusConditions, status_differs
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
@@ -208,6 +209,7 @@ async def reconcile_inference_service(
 ) -> None:
     rt: Runtime = memo["runtime"]
     now = datetime.now(UTC)
+    started = time.monotonic()
     old_status = dict(body.get("status") or {})
     parsed = read(InferenceService, body)
     if isinstance(parsed, InvalidSpec):
@@ -281,6 +283,9 @@ async def reconcile_inference_service(
     _set_ready(isvc, status, conditions, pods, mode)
     conditions.post_changes(body, WARN_WHEN)
     status.conditions = conditions.conditions
+    for each in ("Normal", "Degraded", "Fallback", "Suspended"):
+        metrics.SERVICE_MODE.labels(namespace, name, each).set(1 if each == mode.mode else 0)
+    metrics.EVALUATION_SECONDS.labels("InferenceService").observe(time.monotonic() - started)
     new = json_dict(status)
     if status_differs(old_status, new):
         patch.status.update(new)
@@ -419,6 +424,7 @@ async def _reconcile_serving(
                 message=decision.message,
             )
             status.decisions = [*status.decisions, record][-DECISIONS_KEPT:]
+            metrics.SCALING_DECISIONS.labels(key[0], key[1], decision.reason).inc()
             kind = "Warning" if decision.reason in ("CapacityLimited",) else "Normal"
             kopf.event(
                 body,

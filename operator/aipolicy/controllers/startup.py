@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from aipolicy.controllers import metrics
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.kube.client import Kube, load_config
 from aipolicy.observe.prometheus import QueryCache
@@ -33,6 +34,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
 
     load_config()
     url = memo.get("prometheus_url") or os.environ.get("PROMETHEUS_URL")
-    memo["runtime"] = Runtime(prometheus=QueryCache(url) if url else None, kube=Kube())
+    cache = QueryCache(url, on_error=metrics.PROMETHEUS_ERRORS.inc) if url else None
+    memo["runtime"] = Runtime(prometheus=cache, kube=Kube())
     if not url:
         logger.warning("no Prometheus URL: metrics are unavailable and every policy says so")

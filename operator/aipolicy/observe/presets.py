@@ -88,6 +88,30 @@ def token_increase(names: MetricNames, which: str, window: str) -> str:
     return f"sum by ({BY}) (increase({own}[{window}])) or sum by ({BY}) (increase({gateway}[{window}]))"
 
 
+def counter_growth(metric: str, window: str, lookback: str) -> str:
+    """How much a counter grew over (t - window, t], per service, added up exactly across windows.
+
+    Each series' last sample at t minus its last sample at t - window: back-to-back windows
+    telescope to the counter's whole growth, with no extrapolation, and a scrape gap shorter
+    than ``lookback`` is counted when the samples resume (``increase()`` over short windows
+    loses a gap's growth, and its extrapolation under-counts about 1 %). A series that reset in
+    the window, or is new in it, falls back to ``increase()``, which handles resets and never
+    counts an old counter's whole history at once.
+    """
+    now, then = (
+        f"last_over_time({metric}[{lookback}])",
+        f"last_over_time({metric}[{lookback}] offset {window})",
+    )
+    return f"sum by ({BY}) ((({now} - {then}) >= 0) or increase({metric}[{window}]))"
+
+
+def token_growth(names: MetricNames, which: str, window: str, lookback: str) -> str:
+    """Tokens processed in the window, for accounting: exact across windows (counter_growth)."""
+    own = names.prompt_tokens if which == "input" else names.generation_tokens
+    gateway = names.gateway_input_tokens if which == "input" else names.gateway_output_tokens
+    return f"{counter_growth(own, window, lookback)} or {counter_growth(gateway, window, lookback)}"
+
+
 def gpus_held() -> str:
     """GPUs requested by running pods, per service (kube-state-metrics, as in a real cluster)."""
     return (

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -59,6 +59,8 @@ class QueryCache:
     url: str
     timeout_seconds: float = 5.0
     ttl_seconds: float = 1.0
+    #: called once per failed query (the operator counts them in its own /metrics)
+    on_error: Callable[[], None] | None = None
     queries_sent: int = 0
     errors: int = 0
     _client: PrometheusConnect = field(init=False)
@@ -100,7 +102,7 @@ class QueryCache:
         try:
             series = await asyncio.to_thread(self._client.custom_query, query, params)
         except Exception as error:  # the client raises requests' and its own errors
-            self.errors += 1
+            self._failed()
             logger.warning("Prometheus query failed: %s: %s", query, error)
             return GroupedResult({}, Unavailable("QueryError", _short(error)))
         values: dict[ServiceKey, float] = {}
@@ -112,6 +114,11 @@ class QueryCache:
             values[key] = float(item["value"][1])
         return GroupedResult(values)
 
+    def _failed(self) -> None:
+        self.errors += 1
+        if self.on_error is not None:
+            self.on_error()
+
     async def scalar(self, query: str, at: datetime | None = None) -> Reading:
         """A query expected to return exactly one series (a user's PromQL)."""
         when = at.timestamp() if at is not None else None
@@ -120,7 +127,7 @@ class QueryCache:
         try:
             series = await asyncio.to_thread(self._client.custom_query, query, params)
         except Exception as error:
-            self.errors += 1
+            self._failed()
             return Unavailable("QueryError", _short(error))
         if not series:
             return Unavailable("NoData", "the query returned no series")
