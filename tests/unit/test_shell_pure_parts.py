@@ -203,3 +203,20 @@ def test_pod_counts() -> None:
     assert (counts.total, counts.ready, counts.starting, counts.unschedulable) == (3, 1, 1, 1)
     assert counts.gpus_held == 4
     assert counts.unschedulable_message == "0/3 nodes"
+
+
+def test_a_status_merge_patch_removes_what_the_new_status_dropped() -> None:
+    from aipolicy.controllers.events import merge_patch
+
+    old = {
+        "idleSince": "t0",
+        "mode": "Normal",
+        "kopf": {"x": 1},
+        "triggerSince": {"ErrorRate": "t1", "Latency": "t2"},
+    }
+    new = {"mode": "Degraded", "triggerSince": {"Latency": "t2"}}
+    assert merge_patch(old, new) == {
+        "mode": "Degraded",
+        "idleSince": None,
+        "triggerSince": {"Latency": "t2", "ErrorRate": None},
+    }

@@ -52,3 +52,21 @@ class StatusConditions:
 
 def status_differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return {k: v for k, v in old.items() if k != "kopf"} != new
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`new` as a JSON merge patch over `old`: every field `new` no longer has becomes null.
+
+    kopf sends status as a merge patch, which removes only fields given as null. Without this a
+    field the model dropped (json_dict leaves out None) or a map key it removed stays in the API
+    and is read back as state on the next evaluation.
+    """
+    patch = dict(new)
+    for key, value in old.items():
+        if key == "kopf":
+            continue
+        if key not in new:
+            patch[key] = None
+        elif isinstance(value, dict) and isinstance(new[key], dict):
+            patch[key] = merge_patch(value, new[key])
+    return patch

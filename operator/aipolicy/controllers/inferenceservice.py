@@ -28,7 +28,7 @@ from aipolicy.api.inferenceservice import (
 )
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
-from aipolicy.controllers.events import StatusConditions, status_differs
+from aipolicy.controllers.events import StatusConditions, merge_patch, status_differs
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.kube import children
@@ -222,7 +222,7 @@ async def reconcile_inference_service(
         conditions.post_changes(body, WARN_WHEN)
         new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
         if status_differs(old_status, new):
-            patch.status.update(new)
+            patch.status.update(merge_patch(old_status, new))
         return
 
     isvc = parsed
@@ -288,7 +288,7 @@ async def reconcile_inference_service(
     metrics.EVALUATION_SECONDS.labels("InferenceService").observe(time.monotonic() - started)
     new = json_dict(status)
     if status_differs(old_status, new):
-        patch.status.update(new)
+        patch.status.update(merge_patch(old_status, new))
 
 
 def _valid_status(raw: dict[str, Any]) -> bool:
