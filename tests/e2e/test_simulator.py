@@ -216,7 +216,11 @@ def test_a_deleted_service_loses_its_targets_and_the_rest_go_on(
     for target in targets("stays") + targets("goes"):
         assert target["scrapeUrl"].startswith("http://127.0.0.1:")
     cluster.kubectl("-n", namespace, "delete", "deployment", "goes", "--wait=true", "--timeout=60s")
-    wait_until("the deleted service's targets gone", lambda: not targets("goes"), timeout=60)
+    try:
+        wait_until("the deleted service's targets gone", lambda: not targets("goes"), timeout=90)
+    except AssertionError as error:
+        pods = cluster.kubectl("-n", namespace, "get", "pods", "-o", "wide").stdout
+        raise AssertionError(f"{error}\npods:\n{pods}\nsimulator: {simulator.state()}") from None
     time.sleep(3)
     assert targets("stays"), "the other service's targets went too"
 
