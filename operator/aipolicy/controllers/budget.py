@@ -2,8 +2,11 @@
 
 Evaluations are aligned to the clock (every `evaluationInterval`, on its multiples), so all
 budgets ask Prometheus the same queries at the same instant: one query per metric family per
-cycle, however many budgets there are. Each evaluation adds the increase since the last one
-(`status.lastEvaluated`), so a restart or a Prometheus gap catches up from the counters.
+cycle, however many budgets there are (the query cache shares one answer per instant). Each
+evaluation adds the usage since the last one (`status.lastEvaluated`): token counters' growth
+between the two instants, which adds up exactly from one window to the next, and GPU-hours on a
+5 s grid; a restart or a Prometheus gap catches up from the counters, in steps of at most
+MAX_CATCH_UP.
 Actions are level-triggered: `status.activeAction` is read by the InferenceService controller,
 which degrades or suspends the services this budget selects.
 """
@@ -50,6 +53,10 @@ SETTLE = timedelta(seconds=1)
 # Token counters missing for less than this (a failed scrape, a target briefly gone) are
 # counted in full when they come back.
 GAP_LOOKBACK = "10m"
+# The most one evaluation accounts for. A budget created late in the month, or back from a long
+# Prometheus outage, catches up in steps of this, one per tick: in one step, the GPU subquery
+# over four weeks took 10 s, past the query timeout, and was retried every tick, never counted.
+MAX_CATCH_UP = timedelta(hours=6)
 WARN_WHEN: dict[str, ConditionStatus] = {
     "Ready": "False",
     "MetricsAvailable": "False",
@@ -247,6 +254,8 @@ async def evaluate_aibudget(
         frm = to = at
     else:
         frm, to = query_interval(spec, previous, at)
+        if spec.period.type != "Rolling":  # a rolling window is re-counted whole, never in steps
+            to = min(to, frm + MAX_CATCH_UP)
         # whole milliseconds, not seconds: truncating a fractional interval (7.5s) to 7s would
         # leave a slice of every interval uncounted
         milliseconds = round((to - frm).total_seconds() * 1000)
@@ -257,7 +266,8 @@ async def evaluate_aibudget(
         else:
             costs, extra = {}, {}
         burn = await burn_rate(rt, spec, services, to)
-    evaluation = evaluate_budget(spec, previous, costs, extra, at, burn)
+    # as of `to`: while catching up, the checkpoint moves to the end of the step just counted
+    evaluation = evaluate_budget(spec, previous, costs, extra, to, burn)
 
     status = updated_status(previous, evaluation, spec, generation)
     status.observed_generation = generation

@@ -27,6 +27,9 @@ FALLBACK_TRANSITIONS = Counter(
 )
 EVALUATION_SECONDS = Histogram("aipolicy_evaluation_seconds", "Time to evaluate one object", ["kind"])
 PROMETHEUS_ERRORS = Counter("aipolicy_prometheus_errors_total", "Prometheus queries that failed")
+PROMETHEUS_QUERIES = Counter(
+    "aipolicy_prometheus_queries_total", "Prometheus queries sent (identical ones at one time coalesced)"
+)
 
 
 async def _metrics(_: web.Request) -> web.Response:

@@ -34,7 +34,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
 
     load_config()
     url = memo.get("prometheus_url") or os.environ.get("PROMETHEUS_URL")
-    cache = QueryCache(url, on_error=metrics.PROMETHEUS_ERRORS.inc) if url else None
+    cache = (
+        QueryCache(url, on_error=metrics.PROMETHEUS_ERRORS.inc, on_query=metrics.PROMETHEUS_QUERIES.inc)
+        if url
+        else None
+    )
     memo["runtime"] = Runtime(prometheus=cache, kube=Kube())
     if not url:
         logger.warning("no Prometheus URL: metrics are unavailable and every policy says so")

@@ -59,8 +59,13 @@ class QueryCache:
     url: str
     timeout_seconds: float = 5.0
     ttl_seconds: float = 1.0
+    #: for queries at a given instant: their answer does not change, and the objects that share
+    #: one (every budget at one evaluation time) ask within a tick of each other, not within 1 s
+    pinned_ttl_seconds: float = 30.0
     #: called once per failed query (the operator counts them in its own /metrics)
     on_error: Callable[[], None] | None = None
+    #: called once per query sent, after coalescing (queries per evaluation cycle, in /metrics)
+    on_query: Callable[[], None] | None = None
     queries_sent: int = 0
     errors: int = 0
     _client: PrometheusConnect = field(init=False)
@@ -92,12 +97,22 @@ class QueryCache:
         return await asyncio.shield(entry[1])
 
     def _expire(self, now: float) -> None:
-        stale = [k for k, (t, f) in self._entries.items() if f.done() and now - t > self.ttl_seconds]
+        stale = [k for k, (t, f) in self._entries.items() if f.done() and now - t > self._ttl(k, f)]
         for k in stale:
             del self._entries[k]
 
+    def _ttl(self, key: tuple[str, float | None], answer: asyncio.Future[GroupedResult]) -> float:
+        # a failed query is asked again soon, even at the same instant
+        pinned = (
+            key[1] is not None
+            and not answer.cancelled()
+            and answer.exception() is None
+            and answer.result().error is None
+        )
+        return self.pinned_ttl_seconds if pinned else self.ttl_seconds
+
     async def _fetch(self, query: str, when: float | None) -> GroupedResult:
-        self.queries_sent += 1
+        self._sent()
         params = {"time": f"{when:.3f}"} if when is not None else None
         try:
             series = await asyncio.to_thread(self._client.custom_query, query, params)
@@ -114,6 +129,11 @@ class QueryCache:
             values[key] = float(item["value"][1])
         return GroupedResult(values)
 
+    def _sent(self) -> None:
+        self.queries_sent += 1
+        if self.on_query is not None:
+            self.on_query()
+
     def _failed(self) -> None:
         self.errors += 1
         if self.on_error is not None:
@@ -122,7 +142,7 @@ class QueryCache:
     async def scalar(self, query: str, at: datetime | None = None) -> Reading:
         """A query expected to return exactly one series (a user's PromQL)."""
         when = at.timestamp() if at is not None else None
-        self.queries_sent += 1
+        self._sent()
         params = {"time": f"{when:.3f}"} if when is not None else None
         try:
             series = await asyncio.to_thread(self._client.custom_query, query, params)
