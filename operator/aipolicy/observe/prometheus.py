@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -160,5 +161,7 @@ class QueryCache:
 
 
 def _short(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
+    # without object addresses ("<... object at 0x7f...>"): the message goes into status, and a
+    # text that changes on every failure would rewrite status on every tick of an outage
+    text = re.sub(r" at 0x[0-9a-f]+", "", f"{type(error).__name__}: {error}")
     return text if len(text) < 300 else text[:297] + "..."

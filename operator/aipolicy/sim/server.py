@@ -327,7 +327,7 @@ async def serve(
         site = web.TCPSite(runner, LOOPBACK, options.port)
         await site.start()
         port = int(runner.addresses[0][1])
-        sim.targets = TargetsWriter(options.targets_dir, f"{LOOPBACK}:{port}")
+        sim.targets = TargetsWriter(options.targets_dir, f"{LOOPBACK}:{port}", prefix=f"{port}-")
         sim.apply_config()
         sim.sync_targets()
         if options.watch_cluster:
@@ -345,4 +345,6 @@ async def serve(
     finally:
         if watcher is not None:
             watcher.stop()
+        if sim.targets is not None:
+            sim.targets.remove()
         await runner.cleanup()

@@ -108,18 +108,27 @@ def write_json_atomic(path: Path, data: object) -> None:
 class TargetsWriter:
     """Keeps the two file_sd files equal to the current pods and API services."""
 
-    def __init__(self, directory: Path, address: str) -> None:
+    def __init__(self, directory: Path, address: str, *, prefix: str = "") -> None:
+        """`prefix` keeps several simulators sharing one Prometheus out of each other's files."""
         self.directory = directory
         self.address = address
+        self.pods_file = f"{prefix}{PODS_FILE}"
+        self.services_file = f"{prefix}{SERVICES_FILE}"
         self._last: dict[str, str] = {}
         directory.mkdir(parents=True, exist_ok=True)
+
+    def remove(self) -> None:
+        """Take this simulator's targets away (on shutdown): no target of a dead process stays."""
+        for name in (self.pods_file, self.services_file):
+            (self.directory / name).unlink(missing_ok=True)
+        self._last.clear()
 
     def sync(self, pods: Iterable[tuple[ServiceId, str]], services: Iterable[ServiceId]) -> bool:
         """Rewrite whichever file changed; True if anything was written."""
         wrote = False
         for name, groups in (
-            (PODS_FILE, pod_target_groups(self.address, pods)),
-            (SERVICES_FILE, service_target_groups(self.address, services)),
+            (self.pods_file, pod_target_groups(self.address, pods)),
+            (self.services_file, service_target_groups(self.address, services)),
         ):
             key = json.dumps(groups, sort_keys=True)
             if self._last.get(name) != key:

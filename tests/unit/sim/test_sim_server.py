@@ -147,7 +147,10 @@ async def test_serve_listens_on_loopback_and_stops(tmp_path: Path) -> None:
             assert resp.status == 200
         async with session.get(f"http://127.0.0.1:{ports[0]}/metrics/services/team-b/gpt") as r:
             assert r.status == 200
-    groups = json.loads((tmp_path / SERVICES_FILE).read_text())
+    # one file per simulator (named by its port), removed when it stops
+    services_file = tmp_path / f"{ports[0]}-{SERVICES_FILE}"
+    groups = json.loads(services_file.read_text())
     assert groups[0]["targets"] == [f"127.0.0.1:{ports[0]}"]
     stop.set()
     await asyncio.wait_for(task, timeout=5)
+    assert not services_file.exists()
