@@ -100,8 +100,8 @@ demo: install cluster-binaries prometheus ## Run aipolicy on a local cluster wit
 	$(BIN)/python hack/demo.py --cluster-bin=$(CLUSTER_BIN)
 
 .PHONY: bench
-bench: install ## Run the benchmarks; results go to BENCHMARKS.md
-	$(BIN)/python -m bench --write BENCHMARKS.md
+bench: install cluster-binaries prometheus ## Run the benchmarks (pure core and on a local cluster); writes BENCHMARKS.md
+	@CLUSTER_BIN=$(CLUSTER_BIN) hack/bench.sh
 
 .PHONY: clean
 clean: ## Remove the venv, caches and the local cluster's state (stop it first)
