@@ -11,7 +11,7 @@ import sys
 
 BENCHMARKS = (
     ["bench.budget_eval", "--sizes", "1,10,50", "--cycles", "6"],
-    ["bench.fallback_switch", "--repeat", "3"],
+    ["bench.fallback_switch", "--repetitions", "3"],
 )
 
 

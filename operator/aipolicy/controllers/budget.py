@@ -29,7 +29,7 @@ from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
-from aipolicy.controllers.events import StatusConditions, status_differs
+from aipolicy.controllers.events import StatusConditions, merge_patch, status_differs
 from aipolicy.controllers.indexes import Key
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
@@ -229,7 +229,7 @@ async def evaluate_aibudget(
         conditions.post_changes(body, WARN_WHEN)
         new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
         if status_differs(old_status, new):
-            patch.status.update(new)
+            patch.status.update(merge_patch(old_status, new))
         return
     budget = parsed
     spec = budget.spec
@@ -347,7 +347,7 @@ async def evaluate_aibudget(
     metrics.EVALUATION_SECONDS.labels("AIBudget").observe(time.monotonic() - started)
     new = json_dict(status)
     if status_differs(old_status, new):
-        patch.status.update(new)
+        patch.status.update(merge_patch(old_status, new))
 
 
 def _valid(raw: dict[str, Any]) -> bool:

@@ -8,7 +8,7 @@ writer per object), within one tick of the decision.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -18,12 +18,17 @@ from aipolicy.api.fallbackpolicy import FallbackPolicy, FallbackPolicyStatus, Tr
 from aipolicy.api.inferenceservice import InferenceServiceStatus
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
-from aipolicy.controllers.events import StatusConditions, status_differs
+from aipolicy.controllers.events import StatusConditions, merge_patch, status_differs
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
 from aipolicy.observe.pods import count_pods
-from aipolicy.policy.fallback import BackendHealth, TriggerObservation, decide_fallback
+from aipolicy.policy.fallback import (
+    BackendHealth,
+    TriggerObservation,
+    decide_fallback,
+    trigger_names,
+)
 from aipolicy.policy.observations import Reading, Unavailable, Value
 
 TICK = Runtime.default_tick()
@@ -127,6 +132,9 @@ async def _observe(
             if isinstance(failing, Unavailable):
                 return TriggerObservation(failing)
             return TriggerObservation(Value(0.0 if failing.value >= 0.99 else 1.0))
+        if status.mode == "Suspended":
+            # a budget suspended it: down on purpose, but down; route to the chain if any
+            return TriggerObservation(Value(0.0))
         # scaled to zero on purpose is not "down": only wanted-but-not-ready counts
         wanted = status.desired_replicas > 0
         return TriggerObservation(Value(float(status.ready_replicas if wanted else 1)))
@@ -145,6 +153,24 @@ async def _observe(
         return TriggerObservation(await _request_reading(rt, query, key, out_of_rotation))
     assert trigger.query is not None
     return TriggerObservation(await rt.prometheus.scalar(trigger.query))
+
+
+def deadline_passed(policy: FallbackPolicy, after: datetime, now: datetime) -> bool:
+    """A pending trigger's `for`, or the recovery hold, ran out in (after, now]: since the last
+    evaluation.
+
+    Evaluating at the tick a deadline passes, rather than at the next interval, keeps every
+    `for` and hold from being rounded up to a multiple of evaluationInterval (up to a whole
+    interval late). Each deadline asks for one evaluation only.
+    """
+    status = policy.status
+    for name, trigger in zip(trigger_names(policy.spec.triggers), policy.spec.triggers, strict=True):
+        since = status.trigger_since.get(name)
+        if since is not None and after < since + parse_duration(trigger.for_) <= now:
+            return True
+    if status.active and status.clear_since is not None:
+        return after < status.clear_since + parse_duration(policy.spec.recovery.hold_for) <= now
+    return False
 
 
 def _warming_from_zero(status: InferenceServiceStatus | None) -> bool:
@@ -183,8 +209,14 @@ async def evaluate_fallback_policy(
         return
     policy = parsed
     interval = parse_duration(policy.spec.evaluation_interval).total_seconds()
-    if not rt.due("FallbackPolicy", namespace, name, interval, time.monotonic()):
-        return
+    run_key = ("FallbackPolicy", namespace, name)
+    monotonic = time.monotonic()
+    last = rt.last_run.get(run_key)
+    if not rt.due(*run_key, interval, monotonic):
+        assert last is not None  # due() is always true the first time
+        if not deadline_passed(policy, now - timedelta(seconds=monotonic - last), now):
+            return
+        rt.last_run[run_key] = monotonic  # the next regular evaluation is an interval from this one
     started = time.monotonic()
     target_key = (namespace, policy.spec.target)
     target = one(inferenceservices_by_key, target_key)
@@ -236,14 +268,15 @@ async def evaluate_fallback_policy(
                 ),
             )
             metrics.FALLBACK_TRANSITIONS.labels(namespace, name).inc()
-            # The event above is the transition's; FallbackActive changing with it would post the
-            # same reason and message a second time (one switch, two events).
-            conditions.changed = [c for c in conditions.changed if c.type != "FallbackActive"]
         metrics.FALLBACK_ACTIVE.labels(namespace, name).set(1 if decision.active else 0)
         if decision.active:
             conditions.set("FallbackActive", "True", decision.reason, decision.message)
         else:
             conditions.set("FallbackActive", "False", decision.reason, decision.message)
+        if decision.switched:
+            # The event above is the switch's; FallbackActive changing with it would post the
+            # same reason and message a second time (one switch, two events).
+            conditions.changed = [c for c in conditions.changed if c.type != "FallbackActive"]
         if decision.metrics_available:
             conditions.set("MetricsAvailable", "True", "MetricsFound", "every trigger has a reading")
         else:
@@ -284,7 +317,9 @@ async def evaluate_fallback_policy(
     metrics.EVALUATION_SECONDS.labels("FallbackPolicy").observe(time.monotonic() - started)
     new = json_dict(status)
     if status_differs(old_status, new):
-        patch.status.update(new)
+        # clearSince and triggerSince entries the state machine dropped must go from the API
+        # too: read back, a stale one would start the next hold or `for` already elapsed
+        patch.status.update(merge_patch(old_status, new))
 
 
 def _same_ready(old_status: dict[str, Any], reason: str, message: str) -> bool:
