@@ -12,6 +12,7 @@ import sys
 BENCHMARKS = (
     ["bench.budget_eval", "--sizes", "1,10,50", "--cycles", "6"],
     ["bench.fallback_switch", "--repetitions", "3"],
+    ["bench.inferenceservice_scale", "--sizes", "10,100,1000"],
 )
 
 

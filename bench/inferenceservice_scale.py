@@ -1,0 +1,224 @@
+"""How the InferenceService controller scales with the number of services, on the local cluster.
+
+    source .cluster/env && .venv/bin/python -m bench.inferenceservice_scale [--sizes 10,100,1000]
+
+For each size N (a fresh namespace each):
+
+1. the raw apiserver write rate: N Deployments server-side applied, one after another, with the
+   operator's own client code (`aipolicy.kube.client.Kube.apply`), then deleted;
+2. reconcile from cold: N InferenceServices (minReplicas 0 with scale to zero, so no pods and
+   no GPUs: the Deployments are the writes being measured) are created, then the operator starts
+   and the time until all N Deployments and N front doors exist is taken;
+3. over six 15 s evaluation cycles, Prometheus queries per cycle
+   (`aipolicy_prometheus_queries_total`), then the operator's RSS.
+
+The operator is stopped by its pid and the namespace deleted. Nothing asserts on the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.budget_eval import _free_port, _memory_mib, kubectl, scrape
+
+REPO = Path(__file__).resolve().parents[1]
+GROUP_VERSION = "aipolicy.dev/v1alpha1"
+CYCLE_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class Row:
+    services: int
+    raw_writes_per_s: float
+    reconcile_s: float
+    reconcile_deployments_per_s: float
+    queries_per_cycle: float
+    rss_mib: float
+
+
+def _isvc(i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "InferenceService",
+        "metadata": {"name": f"svc-{i}"},
+        "spec": {
+            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "serving": {"image": "vllm/vllm-openai:v0.6.3"},
+            "pricing": {"gpuHour": "2.00"},
+            "scaling": {
+                "minReplicas": 0,
+                "maxReplicas": 2,
+                "scaleToZeroAfter": "10m",
+                "evaluationInterval": f"{CYCLE_SECONDS}s",
+            },
+        },
+    }
+
+
+def raw_write_rate(namespace: str, count: int) -> float:
+    """Deployments per second through Kube.apply, sequentially (what one reconcile writes)."""
+    from aipolicy.kube.client import Kube, load_config
+
+    load_config()
+    kube = Kube()
+
+    def manifest(i: int) -> dict[str, Any]:
+        labels = {"bench": "raw", "i": str(i)}
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": f"raw-{i}", "namespace": namespace},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "c", "image": "registry.invalid/x:1"}]},
+                },
+            },
+        }
+
+    async def run() -> float:
+        start = time.perf_counter()
+        for i in range(count):
+            await kube.apply(manifest(i))
+        return count / (time.perf_counter() - start)
+
+    rate = asyncio.run(run())
+    kubectl("-n", namespace, "delete", "deployments", "-l", "bench=raw", "--wait=false")
+    return rate
+
+
+def _count(namespace: str, kind: str) -> int:
+    return len(kubectl("-n", namespace, "get", kind, "-o", "name").split())
+
+
+def measure(count: int, prometheus_url: str, logs: Path) -> Row:
+    namespace = f"bench-isvc-{count}-{uuid.uuid4().hex[:5]}"
+    kubectl("create", "namespace", namespace)
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        raw = raw_write_rate(namespace, count)
+        kubectl(
+            "-n",
+            namespace,
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all([_isvc(i) for i in range(count)]),
+        )
+        port = _free_port()
+        with (logs / f"operator-{count}.log").open("wb") as log:
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "aipolicy",
+                    "run",
+                    "--namespace",
+                    namespace,
+                    "--prometheus-url",
+                    prometheus_url,
+                    "--metrics-port",
+                    str(port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        deadline = time.monotonic() + 1200
+        while _count(namespace, "deployments") < count or _count(namespace, "services") < count:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"reconcile of {count} did not finish; see {logs}")
+            time.sleep(1)
+        reconcile = time.perf_counter() - started
+
+        def queries() -> float:
+            return sum(
+                v for (name, _), v in scrape(port).items() if name == "aipolicy_prometheus_queries_total"
+            )
+
+        before = queries()
+        time.sleep(6 * CYCLE_SECONDS)
+        per_cycle = (queries() - before) / 6
+        rss, _ = _memory_mib(process.pid)
+        return Row(count, raw, reconcile, count / reconcile, per_cycle, rss)
+    finally:
+        if process is not None and process.poll() is None:
+            # delete the objects while the operator runs, so kopf releases its finalizers
+            kubectl(
+                "-n",
+                namespace,
+                "delete",
+                "inferenceservices",
+                "--all",
+                "--wait=true",
+                "--timeout=300s",
+                check=False,
+            )
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def table(rows: list[Row], command: str) -> str:
+    lines = [
+        "## InferenceService controller against the number of services",
+        "",
+        f"Command: `{command}` (bench/inferenceservice_scale.py), on the local cluster. Services at zero",
+        "replicas (no pods): each reconcile writes a Deployment and a front door. Queries per",
+        f"{CYCLE_SECONDS} s evaluation cycle over six cycles; RSS at the end.",
+        "",
+        "| services | raw Deployment applies/s | reconcile from cold s | Deployments/s reconciled "
+        "| reconcile / raw | Prometheus queries per cycle | RSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = r.reconcile_deployments_per_s / r.raw_writes_per_s
+        lines.append(
+            f"| {r.services} | {r.raw_writes_per_s:.1f} | {r.reconcile_s:.1f} "
+            f"| {r.reconcile_deployments_per_s:.1f} | {ratio:.2f} | {r.queries_per_cycle:.1f} "
+            f"| {r.rss_mib:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10,100,1000")
+    args = parser.parse_args(argv)
+    url = os.environ.get("PROMETHEUS_URL")
+    if not url or not os.environ.get("KUBECONFIG"):
+        sys.exit("needs the local cluster: source .cluster/env (make cluster-up starts one)")
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-isvc-"))
+    rows = [measure(int(size), url, logs) for size in args.sizes.split(",")]
+    command = "python -m bench.inferenceservice_scale " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(table(rows, command.strip()))
+    print(f"\noperator logs: {logs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
