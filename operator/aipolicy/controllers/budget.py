@@ -24,12 +24,12 @@ from typing import Any
 
 import kopf
 
-from aipolicy.api.aibudget import AIBudget, AIBudgetSpec, AIBudgetStatus, Threshold
+from aipolicy.api.aibudget import AIBudget, AIBudgetSpec, Threshold
 from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
-from aipolicy.controllers.events import StatusConditions, merge_patch, status_differs
+from aipolicy.controllers.events import StatusConditions, merge_patch, report_invalid_spec, status_differs
 from aipolicy.controllers.indexes import Key
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
@@ -220,16 +220,9 @@ async def evaluate_aibudget(
     generation = int(body.metadata.get("generation") or 0)
     parsed = read(AIBudget, body)
     if isinstance(parsed, InvalidSpec):
-        conditions = StatusConditions(
-            AIBudgetStatus.model_validate(old_status).conditions if _valid(old_status) else [],
-            generation,
-            now,
-        )
-        conditions.set("Ready", "False", "InvalidSpec", parsed.message)
-        conditions.post_changes(body, WARN_WHEN)
-        new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
-        if status_differs(old_status, new):
-            patch.status.update(merge_patch(old_status, new))
+        update = report_invalid_spec(body, old_status, parsed.message, WARN_WHEN, now)
+        if update is not None:
+            patch.status.update(update)
         return
     budget = parsed
     spec = budget.spec
@@ -348,11 +341,3 @@ async def evaluate_aibudget(
     new = json_dict(status)
     if status_differs(old_status, new):
         patch.status.update(merge_patch(old_status, new))
-
-
-def _valid(raw: dict[str, Any]) -> bool:
-    try:
-        AIBudgetStatus.model_validate(raw)
-    except ValueError:
-        return False
-    return True

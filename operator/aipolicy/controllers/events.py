@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from aipolicy.api.common import Condition, ConditionStatus, find_condition, set_condition
+from aipolicy.api.common import Condition, ConditionStatus, find_condition, json_dict, set_condition
 
 
 class StatusConditions:
@@ -70,3 +70,25 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, dict) and isinstance(new[key], dict):
             patch[key] = merge_patch(value, new[key])
     return patch
+
+
+def report_invalid_spec(
+    body: kopf.Body,
+    old_status: dict[str, Any],
+    message: str,
+    warn_when: dict[str, ConditionStatus],
+    now: datetime,
+) -> dict[str, Any] | None:
+    """Ready=False with reason InvalidSpec, kept beside the other conditions, and one event
+    when it appears; returns the status patch, or None when nothing changed (no retry loop)."""
+    previous = []
+    for raw in old_status.get("conditions") or []:
+        try:
+            previous.append(Condition.model_validate(raw))
+        except ValueError:
+            continue  # a condition an older operator wrote: dropped rather than fatal
+    conditions = StatusConditions(previous, int(body.metadata.get("generation") or 0), now)
+    conditions.set("Ready", "False", "InvalidSpec", message)
+    conditions.post_changes(body, warn_when)
+    new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
+    return merge_patch(old_status, new) if status_differs(old_status, new) else None

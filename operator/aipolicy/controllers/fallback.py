@@ -18,7 +18,7 @@ from aipolicy.api.fallbackpolicy import FallbackPolicy, FallbackPolicyStatus, Tr
 from aipolicy.api.inferenceservice import InferenceServiceStatus
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
-from aipolicy.controllers.events import StatusConditions, merge_patch, status_differs
+from aipolicy.controllers.events import StatusConditions, merge_patch, report_invalid_spec, status_differs
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
@@ -199,13 +199,9 @@ async def evaluate_fallback_policy(
     generation = int(body.metadata.get("generation") or 0)
     parsed = read(FallbackPolicy, body)
     if isinstance(parsed, InvalidSpec):
-        conditions = StatusConditions([], generation, now)
-        conditions.set("Ready", "False", "InvalidSpec", parsed.message)
-        if not _same_ready(old_status, "InvalidSpec", parsed.message):
-            conditions.post_changes(body, WARN_WHEN)
-        new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
-        if status_differs(old_status, new):
-            patch.status.update(new)
+        update = report_invalid_spec(body, old_status, parsed.message, WARN_WHEN, now)
+        if update is not None:
+            patch.status.update(update)
         return
     policy = parsed
     interval = parse_duration(policy.spec.evaluation_interval).total_seconds()
@@ -320,13 +316,6 @@ async def evaluate_fallback_policy(
         # clearSince and triggerSince entries the state machine dropped must go from the API
         # too: read back, a stale one would start the next hold or `for` already elapsed
         patch.status.update(merge_patch(old_status, new))
-
-
-def _same_ready(old_status: dict[str, Any], reason: str, message: str) -> bool:
-    for condition in old_status.get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return bool(condition.get("reason") == reason and condition.get("message") == message)
-    return False
 
 
 __all__ = ["FallbackPolicyStatus", "evaluate_fallback_policy"]

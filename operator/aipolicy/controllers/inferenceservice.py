@@ -28,7 +28,7 @@ from aipolicy.api.inferenceservice import (
 )
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
-from aipolicy.controllers.events import StatusConditions, merge_patch, status_differs
+from aipolicy.controllers.events import StatusConditions, merge_patch, report_invalid_spec, status_differs
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.kube import children
@@ -213,16 +213,9 @@ async def reconcile_inference_service(
     old_status = dict(body.get("status") or {})
     parsed = read(InferenceService, body)
     if isinstance(parsed, InvalidSpec):
-        conditions = StatusConditions(
-            InferenceServiceStatus.model_validate(old_status).conditions if _valid_status(old_status) else [],
-            int(body.metadata.get("generation") or 0),
-            now,
-        )
-        conditions.set("Ready", "False", "InvalidSpec", parsed.message)
-        conditions.post_changes(body, WARN_WHEN)
-        new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
-        if status_differs(old_status, new):
-            patch.status.update(merge_patch(old_status, new))
+        update = report_invalid_spec(body, old_status, parsed.message, WARN_WHEN, now)
+        if update is not None:
+            patch.status.update(update)
         return
 
     isvc = parsed
@@ -289,14 +282,6 @@ async def reconcile_inference_service(
     new = json_dict(status)
     if status_differs(old_status, new):
         patch.status.update(merge_patch(old_status, new))
-
-
-def _valid_status(raw: dict[str, Any]) -> bool:
-    try:
-        InferenceServiceStatus.model_validate(raw)
-    except ValueError:
-        return False
-    return True
 
 
 def _set_ready(
