@@ -159,25 +159,20 @@ def measure(count: int, prometheus_url: str, logs: Path) -> Row:
         rss, _ = _memory_mib(process.pid)
         return Row(count, raw, reconcile, count / reconcile, per_cycle, rss)
     finally:
-        if process is not None and process.poll() is None:
-            # delete the objects while the operator runs, so kopf releases its finalizers
-            kubectl(
-                "-n",
-                namespace,
-                "delete",
-                "inferenceservices",
-                "--all",
-                "--wait=true",
-                "--timeout=300s",
-                check=False,
-            )
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        # Delete the namespace while the operator still runs, so kopf can release its
+        # finalizers; whatever is left after a minute goes with the cluster. The operator is
+        # stopped by its pid whatever happens here.
+        try:
+            kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+            time.sleep(60 if count >= 100 else 10)
+        finally:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 def table(rows: list[Row], command: str) -> str:
@@ -213,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("needs the local cluster: source .cluster/env (make cluster-up starts one)")
     kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-isvc-"))
-    rows = [measure(int(size), url, logs) for size in args.sizes.split(",")]
+    rows = []
+    for size in args.sizes.split(","):
+        rows.append(measure(int(size), url, logs))
+        print(table(rows, "(partial)"), file=sys.stderr, flush=True)  # survives a later failure
     command = "python -m bench.inferenceservice_scale " + " ".join(argv if argv is not None else sys.argv[1:])
     print(table(rows, command.strip()))
     print(f"\noperator logs: {logs}")
