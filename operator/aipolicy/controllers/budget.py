@@ -29,7 +29,7 @@ from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
-from aipolicy.controllers.events import StatusConditions, merge_patch, report_invalid_spec, status_differs
+from aipolicy.controllers.events import StatusConditions, report_invalid_spec, write_status
 from aipolicy.controllers.indexes import Key
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
@@ -220,9 +220,7 @@ async def evaluate_aibudget(
     generation = int(body.metadata.get("generation") or 0)
     parsed = read(AIBudget, body)
     if isinstance(parsed, InvalidSpec):
-        update = report_invalid_spec(body, old_status, parsed.message, WARN_WHEN, now)
-        if update is not None:
-            patch.status.update(update)
+        report_invalid_spec(body, patch, old_status, parsed.message, WARN_WHEN, now)
         return
     budget = parsed
     spec = budget.spec
@@ -339,5 +337,4 @@ async def evaluate_aibudget(
     metrics.BUDGET_UTILISATION.labels(namespace, name).set(evaluation.percent_used / 100)
     metrics.EVALUATION_SECONDS.labels("AIBudget").observe(time.monotonic() - started)
     new = json_dict(status)
-    if status_differs(old_status, new):
-        patch.status.update(merge_patch(old_status, new))
+    write_status(patch, old_status, new)

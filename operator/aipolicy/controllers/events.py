@@ -72,15 +72,22 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
+def write_status(patch: kopf.Patch, old_status: dict[str, Any], new: dict[str, Any]) -> None:
+    """Patch status only when it changed, as a merge patch that also removes dropped fields."""
+    if status_differs(old_status, new):
+        patch.status.update(merge_patch(old_status, new))
+
+
 def report_invalid_spec(
     body: kopf.Body,
+    patch: kopf.Patch,
     old_status: dict[str, Any],
     message: str,
     warn_when: dict[str, ConditionStatus],
     now: datetime,
-) -> dict[str, Any] | None:
+) -> None:
     """Ready=False with reason InvalidSpec, kept beside the other conditions, and one event
-    when it appears; returns the status patch, or None when nothing changed (no retry loop)."""
+    when it appears; status is written only when it changed (no retry loop)."""
     previous = []
     for raw in old_status.get("conditions") or []:
         try:
@@ -91,4 +98,4 @@ def report_invalid_spec(
     conditions.set("Ready", "False", "InvalidSpec", message)
     conditions.post_changes(body, warn_when)
     new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
-    return merge_patch(old_status, new) if status_differs(old_status, new) else None
+    write_status(patch, old_status, new)

@@ -14,11 +14,11 @@ from typing import Any
 import kopf
 
 from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
-from aipolicy.api.fallbackpolicy import FallbackPolicy, FallbackPolicyStatus, Trigger
+from aipolicy.api.fallbackpolicy import FallbackPolicy, Trigger
 from aipolicy.api.inferenceservice import InferenceServiceStatus
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
-from aipolicy.controllers.events import StatusConditions, merge_patch, report_invalid_spec, status_differs
+from aipolicy.controllers.events import StatusConditions, report_invalid_spec, write_status
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
@@ -199,9 +199,7 @@ async def evaluate_fallback_policy(
     generation = int(body.metadata.get("generation") or 0)
     parsed = read(FallbackPolicy, body)
     if isinstance(parsed, InvalidSpec):
-        update = report_invalid_spec(body, old_status, parsed.message, WARN_WHEN, now)
-        if update is not None:
-            patch.status.update(update)
+        report_invalid_spec(body, patch, old_status, parsed.message, WARN_WHEN, now)
         return
     policy = parsed
     interval = parse_duration(policy.spec.evaluation_interval).total_seconds()
@@ -312,10 +310,7 @@ async def evaluate_fallback_policy(
     status.conditions = conditions.conditions
     metrics.EVALUATION_SECONDS.labels("FallbackPolicy").observe(time.monotonic() - started)
     new = json_dict(status)
-    if status_differs(old_status, new):
-        # clearSince and triggerSince entries the state machine dropped must go from the API
-        # too: read back, a stale one would start the next hold or `for` already elapsed
-        patch.status.update(merge_patch(old_status, new))
+    # clearSince and triggerSince entries the state machine dropped must go from the API
+    # too: read back, a stale one would start the next hold or `for` already elapsed
+    write_status(patch, old_status, new)
 
-
-__all__ = ["FallbackPolicyStatus", "evaluate_fallback_policy"]

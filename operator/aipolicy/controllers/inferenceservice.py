@@ -28,7 +28,7 @@ from aipolicy.api.inferenceservice import (
 )
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
-from aipolicy.controllers.events import StatusConditions, merge_patch, report_invalid_spec, status_differs
+from aipolicy.controllers.events import StatusConditions, report_invalid_spec, write_status
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.kube import children
@@ -213,9 +213,7 @@ async def reconcile_inference_service(
     old_status = dict(body.get("status") or {})
     parsed = read(InferenceService, body)
     if isinstance(parsed, InvalidSpec):
-        update = report_invalid_spec(body, old_status, parsed.message, WARN_WHEN, now)
-        if update is not None:
-            patch.status.update(update)
+        report_invalid_spec(body, patch, old_status, parsed.message, WARN_WHEN, now)
         return
 
     isvc = parsed
@@ -280,8 +278,7 @@ async def reconcile_inference_service(
         metrics.SERVICE_MODE.labels(namespace, name, each).set(1 if each == mode.mode else 0)
     metrics.EVALUATION_SECONDS.labels("InferenceService").observe(time.monotonic() - started)
     new = json_dict(status)
-    if status_differs(old_status, new):
-        patch.status.update(merge_patch(old_status, new))
+    write_status(patch, old_status, new)
 
 
 def _set_ready(
