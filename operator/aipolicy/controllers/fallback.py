@@ -313,4 +313,3 @@ async def evaluate_fallback_policy(
     # clearSince and triggerSince entries the state machine dropped must go from the API
     # too: read back, a stale one would start the next hold or `for` already elapsed
     write_status(patch, old_status, new)
-
