@@ -1,5 +1,11 @@
 """In-memory indexes kopf keeps current from its watches; handlers read these, not the API.
 
+Each index keeps only the fields its readers use, never whole bodies: a Deployment as stored
+carries its managedFields and pod template, several kilobytes each that become tens of
+kilobytes as Python objects; at a thousand services whole bodies made the operator's memory
+grow by hundreds of MiB (BENCHMARKS.md). The slimming functions are pure and tested; a reader
+that needs a new field adds it here.
+
 (The type-ignores: kopf's handler protocols list every kwarg, our functions take the few they use.)
 
 kopf guarantees every index is fully populated before any resource handler runs.
@@ -7,59 +13,131 @@ kopf guarantees every index is fully populated before any resource handler runs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from aipolicy.kube.children import SERVICE_LABEL
+from aipolicy.kube.children import HASH_ANNOTATION, SERVICE_LABEL
 
 Key = tuple[str, str]  # (namespace, name)
+
+# Annotations that only repeat the object (kubectl's and kopf's copies of the last applied
+# spec): the largest part of metadata after managedFields, and nobody here reads them.
+_BULKY_ANNOTATIONS = (
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "aipolicy.dev/last-handled-configuration",
+)
+_METADATA_KEPT = (
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "creationTimestamp",
+    "labels",
+    "annotations",
+    "deletionTimestamp",
+)
+
+
+def slim_resource(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Our own resources as the handlers read them: identity, labels, spec and status, without
+    managedFields and the annotations that copy the spec."""
+    metadata = body.get("metadata") or {}
+    kept = {k: metadata[k] for k in _METADATA_KEPT if k in metadata}
+    if "annotations" in kept:
+        kept["annotations"] = {k: v for k, v in kept["annotations"].items() if k not in _BULKY_ANNOTATIONS}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": kept,
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def slim_child(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Deployment or Service the operator owns: what it applied last, and the replicas."""
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    slim: dict[str, Any] = {
+        "metadata": {"annotations": {HASH_ANNOTATION: annotations[HASH_ANNOTATION]}}
+        if HASH_ANNOTATION in annotations
+        else {}
+    }
+    replicas = (body.get("spec") or {}).get("replicas")
+    if replicas is not None:
+        slim["spec"] = {"replicas": replicas}
+    return slim
+
+
+def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What capacity is made of (observe/pods.py): deletion, node, GPU limits, phase and the
+    Ready and PodScheduled conditions."""
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    containers = [
+        {"resources": {"limits": dict((c.get("resources") or {}).get("limits") or {})}}
+        for c in spec.get("containers") or []
+    ]
+    conditions = [
+        {k: c[k] for k in ("type", "status", "reason", "message") if k in c}
+        for c in status.get("conditions") or []
+        if c.get("type") in ("Ready", "PodScheduled")
+    ]
+    slim: dict[str, Any] = {
+        "metadata": {"name": metadata.get("name")},
+        "spec": {"containers": containers},
+        "status": {"conditions": conditions},
+    }
+    if metadata.get("deletionTimestamp"):
+        slim["metadata"]["deletionTimestamp"] = metadata["deletionTimestamp"]
+    if spec.get("nodeName"):
+        slim["spec"]["nodeName"] = spec["nodeName"]
+    if status.get("phase"):
+        slim["status"]["phase"] = status["phase"]
+    return slim
 
 
 @kopf.index("aipolicy.dev", "v1alpha1", "inferenceservices")  # type: ignore[arg-type]
 def inferenceservices_by_key(
     namespace: str, name: str, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
-    return {(namespace, name): dict(body)}
+    return {(namespace, name): slim_resource(body)}
 
 
 @kopf.index("aipolicy.dev", "v1alpha1", "aibudgets")  # type: ignore[arg-type]
 def aibudgets_by_namespace(namespace: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    return {namespace: dict(body)}
+    return {namespace: slim_resource(body)}
 
 
 @kopf.index("aipolicy.dev", "v1alpha1", "fallbackpolicies")  # type: ignore[arg-type]
 def fallbackpolicies_by_target(
     namespace: str, spec: kopf.Spec, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
-    return {(namespace, str(spec.get("target", ""))): dict(body)}
+    return {(namespace, str(spec.get("target", ""))): slim_resource(body)}
 
 
 @kopf.index("", "v1", "pods", labels={SERVICE_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
 def pods_by_service(
     namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
-    return {
-        (namespace, labels[SERVICE_LABEL]): {
-            "metadata": dict(body.metadata),
-            "spec": dict(body.spec),
-            "status": dict(body.status),
-        }
-    }
+    return {(namespace, labels[SERVICE_LABEL]): slim_pod(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels={SERVICE_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
 def deployments_by_service(
     namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
-    return {(namespace, labels[SERVICE_LABEL]): dict(body)}
+    return {(namespace, labels[SERVICE_LABEL]): slim_child(body)}
 
 
 @kopf.index("", "v1", "services", labels={SERVICE_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
 def services_by_service(
     namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
-    return {(namespace, labels[SERVICE_LABEL]): dict(body)}
+    return {(namespace, labels[SERVICE_LABEL]): slim_child(body)}
 
 
 def one(index: kopf.Index[Any, Any], key: Any) -> Any | None:

@@ -32,16 +32,17 @@ from aipolicy.controllers.events import StatusConditions, report_invalid_spec, w
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.kube import children
-from aipolicy.kube.children import Backend
+from aipolicy.kube.children import HASH_ANNOTATION, Backend
 from aipolicy.observe import presets
 from aipolicy.observe.pods import PodCounts, count_pods
+from aipolicy.policy.cycles import aligned
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import ScalingMemory, ScalingObservation, decide_replicas
 
 PAUSE_ANNOTATION = "aipolicy.dev/autoscaling-paused"
-HASH_ANNOTATION = "aipolicy.dev/applied-hash"
 TICK = Runtime.default_tick()
 DECISIONS_KEPT = 5
+EVALUATED_AT = "scaling_evaluated_at"  # key in the per-object memo
 WARN_WHEN: dict[str, ConditionStatus] = {
     "Ready": "False",
     "MetricsAvailable": "False",
@@ -170,25 +171,25 @@ def _scaling_memory(status: InferenceServiceStatus) -> ScalingMemory:
 
 
 async def _observe_metric(
-    rt: Runtime, isvc: InferenceService, key: Key
+    rt: Runtime, isvc: InferenceService, key: Key, at: datetime
 ) -> tuple[Reading, Reading, Reading | None]:
     """The scaling metric, the demand at the front door, and (for scale to zero) activity."""
     if rt.prometheus is None:
         missing = Unavailable("QueryError", "no Prometheus URL configured")
         return missing, missing, missing
     metric_query = presets.scaling_metric(isvc.spec.scaling.metric, rt.metric_names)
-    metric_result = await rt.prometheus.grouped(metric_query)
+    metric_result = await rt.prometheus.grouped(metric_query, at)
     if isvc.spec.scaling.metric.type == "Latency":
         metric = metric_result.reading(key)
     else:
         # a sum over the pods: no series for an answered query means no load at all
         metric = metric_result.reading_or_zero_when_answered(key)
     demand_query = isvc.spec.scaling.activation_query or presets.demand(rt.metric_names)
-    demand = (await rt.prometheus.grouped(demand_query)).reading_or_zero_when_answered(key)
+    demand = (await rt.prometheus.grouped(demand_query, at)).reading_or_zero_when_answered(key)
     activity = None
     if isvc.spec.scaling.scale_to_zero_after is not None:
         # strict: a pod not scraped yet has no series, and that is not idleness
-        activity = (await rt.prometheus.grouped(presets.activity(rt.metric_names))).reading(key)
+        activity = (await rt.prometheus.grouped(presets.activity(rt.metric_names), at)).reading(key)
     return metric, demand, activity
 
 
@@ -231,7 +232,7 @@ async def reconcile_inference_service(
 
     if isvc.spec.serving is not None:
         await _reconcile_serving(
-            rt, isvc, key, status, conditions, pods, mode, body, deployments_by_service, now
+            rt, memo, isvc, key, status, conditions, pods, mode, body, deployments_by_service, now
         )
     else:
         deployment = one(deployments_by_service, key)
@@ -312,6 +313,7 @@ def _set_ready(
 
 async def _reconcile_serving(
     rt: Runtime,
+    memo: kopf.Memo,
     isvc: InferenceService,
     key: Key,
     status: InferenceServiceStatus,
@@ -334,9 +336,13 @@ async def _reconcile_serving(
     )
     paused = isvc.metadata.annotations.get(PAUSE_ANNOTATION, "").lower() == "true"
 
-    interval = parse_duration(scaling.evaluation_interval).total_seconds()
-    if rt.due("InferenceService", key[0], key[1], interval, time.monotonic()):
-        metric, demand, activity = await _observe_metric(rt, isvc, key)
+    # At the interval's multiples, about that instant: every service with the same interval
+    # shares one answer per query (policy/cycles.py). The instant evaluated lives in the
+    # object's own memo; a restart only evaluates once more, from the memory in status.
+    at = aligned(now, parse_duration(scaling.evaluation_interval))
+    if memo.get(EVALUATED_AT) != at:
+        memo[EVALUATED_AT] = at
+        metric, demand, activity = await _observe_metric(rt, isvc, key, at)
         decision = decide_replicas(
             scaling,
             ScalingObservation(

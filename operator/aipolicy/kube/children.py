@@ -17,6 +17,10 @@ SERVICE_LABEL = "aipolicy.dev/service"
 MODEL_LABEL = "aipolicy.dev/model"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "aipolicy"}
 FIELD_MANAGER = "aipolicy"
+#: The hash of what the operator last applied to a child (replicas aside): comparing it with
+#: the manifest it would apply now tells whether an apply is needed, without keeping the
+#: child's whole body in memory.
+HASH_ANNOTATION = "aipolicy.dev/applied-hash"
 
 
 def owner_reference(isvc: InferenceService) -> dict[str, Any]:
