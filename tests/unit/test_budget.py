@@ -28,13 +28,16 @@ from aipolicy.api.aibudget import (
     Spender,
     Threshold,
 )
-from aipolicy.api.common import json_dict
+from aipolicy.api.common import LabelSelector, json_dict
 from aipolicy.api.inferenceservice import Pricing
 from aipolicy.policy.budget import (
     BudgetEvaluation,
+    describe_selector,
     evaluate_budget,
     forecast_spend,
+    pricing_condition,
     query_interval,
+    ready_condition,
     updated_status,
 )
 from aipolicy.policy.observations import Unavailable, Value
@@ -805,7 +808,7 @@ def test_an_outage_at_a_new_period_holds_nothing_of_the_old_one() -> None:
             id="one service of two: nothing is added, not even the other's",
         ),
         pytest.param(costs(a="5"), {"litellm": QUERY_ERROR}, "QueryError", id="a cost source"),
-        pytest.param(costs(a="5"), {"litellm": D("-1")}, "NotANumber", id="a negative amount"),
+        pytest.param(costs(a="5"), {"litellm": D("-1")}, "Negative", id="a negative amount"),
         pytest.param(
             {"a": Unavailable("NoData"), "b": Unavailable("QueryError")},
             {},
@@ -889,3 +892,254 @@ def test_the_message_says_what_is_spent_and_what_is_in_force() -> None:
     assert evaluation.message == (
         "Spent 85.00 of 100.00 USD (85%), forecast 85.00 USD; Degrade in force (80%)."
     )
+
+
+# ---- bad input: a selector matching nothing, services priced at zero, unusable cost sources ----
+
+
+def spec_with(**fields: object) -> AIBudgetSpec:
+    """make_spec() with other spec fields, as the API would give them (camelCase)."""
+    return AIBudgetSpec.model_validate(json_dict(make_spec()) | fields)
+
+
+LITELLM_SOURCE = {"name": "litellm", "query": "sum(increase(litellm_spend_metric_total[$window]))"}
+TEAM_TYPO = {"matchLabels": {"team": "typo"}}
+
+
+@pytest.mark.parametrize(
+    ("selector", "text"),
+    [
+        pytest.param({}, "", id="empty"),
+        pytest.param({"matchLabels": {"team": "a", "app": "chat"}}, "app=chat,team=a", id="labels, sorted"),
+        pytest.param(
+            {
+                "matchLabels": {"team": "a"},
+                "matchExpressions": [
+                    {"key": "tier", "operator": "In", "values": ["gold", "silver"]},
+                    {"key": "env", "operator": "NotIn", "values": ["dev"]},
+                    {"key": "owner", "operator": "Exists"},
+                    {"key": "legacy", "operator": "DoesNotExist"},
+                ],
+            },
+            "team=a,tier in (gold,silver),env notin (dev),owner,!legacy",
+            id="expressions as kubectl writes them",
+        ),
+    ],
+)
+def test_describe_selector(selector: dict[str, object], text: str) -> None:
+    assert describe_selector(LabelSelector.model_validate(selector)) == text
+
+
+def _evaluated(
+    spec: AIBudgetSpec, extra: Mapping[str, Decimal | Unavailable] | None = None
+) -> BudgetEvaluation:
+    return evaluate_budget(spec, AIBudgetStatus(), {}, extra or {}, MID_MARCH, None)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    spec: AIBudgetSpec
+    selected: tuple[str, ...]
+    status: str
+    reason: str
+    words: tuple[str, ...] = ()
+    extra: Mapping[str, Decimal | Unavailable] = field(default_factory=dict)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            Readiness(
+                spec_with(selector=TEAM_TYPO),
+                (),
+                "False",
+                "NoServicesSelected",
+                ("spec.selector team=typo", "namespace team-a", "Fix spec.selector", "label the"),
+            ),
+            id="a selector matching nothing",
+        ),
+        pytest.param(
+            Readiness(
+                spec_with(selector=TEAM_TYPO, costSources=[LITELLM_SOURCE]),
+                (),
+                "False",
+                "NoServicesSelected",
+                ("team=typo", "its 1 cost source(s) still are"),
+                {"litellm": D("2")},
+            ),
+            id="cost sources do not excuse a selector that names services and finds none",
+        ),
+        pytest.param(
+            Readiness(
+                spec_with(selector=TEAM_TYPO, enforcement="DryRun"),
+                (),
+                "False",
+                "NoServicesSelected",
+                ("team=typo",),
+            ),
+            id="a problem outranks DryRun",
+        ),
+        pytest.param(
+            Readiness(
+                spec_with(),
+                (),
+                "False",
+                "NoServicesSelected",
+                ("spec.selector is empty", "namespace team-a has none", "add spec.costSources"),
+            ),
+            id="an empty selector in an empty namespace and no cost source: nothing to count",
+        ),
+        pytest.param(
+            Readiness(
+                spec_with(costSources=[LITELLM_SOURCE]),
+                (),
+                "True",
+                "Evaluated",
+                ("no InferenceService", "1 cost source(s)"),
+                {"litellm": D("2")},
+            ),
+            id="a budget of cost sources only",
+        ),
+        pytest.param(
+            Readiness(
+                spec_with(selector=TEAM_TYPO), ("a", "b"), "True", "Evaluated", ("2 service(s) selected",)
+            ),
+            id="services selected",
+        ),
+        pytest.param(
+            Readiness(
+                spec_with(enforcement="DryRun"), ("a",), "True", "DryRun", ("services are not touched",)
+            ),
+            id="DryRun",
+        ),
+        pytest.param(
+            Readiness(
+                spec_with(costSources=[LITELLM_SOURCE]),
+                ("a",),
+                "False",
+                "NoData",
+                ("metrics unavailable",),
+                {"litellm": QUERY_ERROR},
+            ),
+            id="nothing known of this period yet",
+        ),
+    ],
+)
+def test_ready_condition(case: Readiness) -> None:
+    evaluation = _evaluated(case.spec, case.extra)
+    ready = ready_condition(case.spec, "team-a", case.selected, evaluation)
+    assert (ready.type, ready.status, ready.reason) == ("Ready", case.status, case.reason)
+    for words in case.words:
+        assert words in ready.message
+
+
+def test_a_selector_matching_nothing_counts_real_zero_and_the_cost_sources() -> None:
+    """No services is not missing data: their spend is 0, the state is decided, nothing held."""
+    nothing = _evaluated(spec_with(selector=TEAM_TYPO))
+    assert (nothing.state, nothing.spent, nothing.metrics_available) == ("Ok", D(0), True)
+    assert nothing.last_evaluated == MID_MARCH
+    with_sources = _evaluated(
+        spec_with(selector=TEAM_TYPO, costSources=[LITELLM_SOURCE]), {"litellm": D("60")}
+    )
+    assert (with_sources.state, with_sources.spent, with_sources.breakdown) == (
+        "Warning",
+        D("60"),
+        {"litellm": D("60")},
+    )
+
+
+@pytest.mark.parametrize(
+    ("pricing", "status", "reason", "message"),
+    [
+        pytest.param({}, "True", "AllServicesPriced", "No service selected.", id="no service"),
+        pytest.param(
+            {"gpt": Pricing(input_per_million_tokens="0.15", output_per_million_tokens="0.6")},
+            "True",
+            "AllServicesPriced",
+            "All 1 selected service(s) have a price.",
+            id="priced",
+        ),
+        pytest.param(
+            {
+                "gpt": Pricing(input_per_million_tokens="0.15", output_per_million_tokens="0"),
+                "free": Pricing(input_per_million_tokens="0", output_per_million_tokens="0.000"),
+            },
+            "False",
+            "ZeroPrice",
+            "free has no price above zero in spec.pricing, so its usage counts as 0 in this budget. "
+            "Set spec.pricing (gpuHour, inputPerMillionTokens, outputPerMillionTokens) on that "
+            "InferenceService unless it is free.",
+            id="one service priced at zero, named",
+        ),
+        pytest.param(
+            {"llama": Pricing(gpu_hour="0"), "byo": Pricing()},
+            "False",
+            "ZeroPrice",
+            "byo, llama have no price above zero in spec.pricing, so their usage counts as 0 in this "
+            "budget. Set spec.pricing (gpuHour, inputPerMillionTokens, outputPerMillionTokens) on "
+            "those InferenceServices unless they are free.",
+            id="several, sorted",
+        ),
+    ],
+)
+def test_pricing_condition(pricing: dict[str, Pricing], status: str, reason: str, message: str) -> None:
+    condition = pricing_condition(pricing)
+    assert (condition.type, condition.status, condition.reason, condition.message) == (
+        "PricingComplete",
+        status,
+        reason,
+        message,
+    )
+
+
+def test_pricing_condition_names_ten_services_and_counts_the_rest() -> None:
+    condition = pricing_condition({f"svc-{i:02d}": Pricing() for i in range(12)})
+    assert condition.message.startswith("svc-00, svc-01, svc-02, svc-03, svc-04, svc-05, svc-06, ")
+    assert "svc-09 and 2 more have no price" in condition.message
+    assert "svc-10" not in condition.message
+
+
+def test_missing_readings_name_the_service_or_the_cost_source() -> None:
+    """A service and a cost source may share a name; the message says which one to fix."""
+    spec = spec_with(costSources=[{**LITELLM_SOURCE, "name": "a"}])
+    evaluation = evaluate_budget(
+        spec,
+        stored(),
+        {"a": Unavailable("NoData", "no series")},
+        {"a": Unavailable("Ambiguous", "the query returned 2 series; wrap it in sum(...)")},
+        MID_MARCH,
+        None,
+    )
+    assert evaluation.metrics_reason == "Ambiguous"
+    assert evaluation.metrics_message == (
+        "service a: no series; cost source a: the query returned 2 series; wrap it in sum(...)"
+    )
+    assert evaluation.spent == D("10")  # held, nothing added
+
+
+@pytest.mark.parametrize(
+    ("reading", "reason"),
+    [
+        pytest.param(Value(-1.0), "Negative", id="negative"),
+        pytest.param(Value(float("nan")), "NotANumber", id="NaN"),
+        pytest.param(
+            Unavailable("Ambiguous", "the query returned 2 series"), "Ambiguous", id="several series"
+        ),
+        pytest.param(Unavailable("QueryError", "parse error"), "QueryError", id="an error"),
+    ],
+)
+@pytest.mark.parametrize("policy", ["HoldLastKnown", "FailOpen", "FailClosed"])
+def test_an_unusable_cost_source_never_moves_spend(
+    reading: Value | Unavailable, reason: str, policy: str
+) -> None:
+    """Whatever the policy, spend and the checkpoint stay the last known; the policy only picks
+    the state and action."""
+    spec = spec_with(onMetricsUnavailable=policy, costSources=[LITELLM_SOURCE])
+    extra = {"litellm": cost_source_cost(spec.cost_sources[0], reading)}
+    evaluation, status = step(spec, stored(), MID_MARCH, costs(a="40"), extra)
+    assert (evaluation.spent, evaluation.last_evaluated) == (D("10"), utc("2026-03-15T11:00"))
+    assert evaluation.metrics_reason == reason
+    assert evaluation.metrics_message.startswith("cost source litellm: ")
+    assert status.conditions[0].type == "MetricsAvailable" and status.conditions[0].status == "False"
+    assert status.spent == "10"

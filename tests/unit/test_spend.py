@@ -20,6 +20,7 @@ from aipolicy.policy.spend import (
     display_money,
     format_money,
     interval_to_account,
+    is_priced,
     parse_money,
     quantize_money,
     service_cost,
@@ -131,7 +132,7 @@ def test_service_cost(pricing: Pricing, reading: ServiceUsage, expected: Service
         ),
         pytest.param(
             usage(Value(-42.0), Value(1)),
-            "NotANumber",
+            "Negative",
             "must be a counter",
             # increase() already corrects counter resets; a negative increase means the query
             # is not over a counter, and lowering spend would hide it.
@@ -167,16 +168,90 @@ def test_service_cost_unavailable(reading: ServiceUsage, reason: str, words: str
             D("0.123457"),
             id="money is quantized to 6 places",
         ),
-        pytest.param(
-            CostSource(name="litellm", query="x"),
-            Unavailable("QueryError", "bad PromQL"),
-            Unavailable("QueryError", "increase: QueryError (bad PromQL)"),
-            id="an unavailable increase stays unavailable",
-        ),
     ],
 )
 def test_cost_source_cost(source: CostSource, increase: Reading, expected: Decimal | Unavailable) -> None:
     assert cost_source_cost(source, increase) == expected
+
+
+LITELLM = CostSource(name="litellm", query="sum(increase(litellm_spend_metric_total[$window]))")
+
+
+@pytest.mark.parametrize(
+    ("increase", "reason", "said", "fix"),
+    [
+        pytest.param(
+            Unavailable("QueryError", "HTTP 400: parse error: unclosed left parenthesis"),
+            "QueryError",
+            "the query failed (HTTP 400: parse error: unclosed left parenthesis)",
+            "fix its PromQL in spec.costSources",
+            id="a query Prometheus refuses",
+        ),
+        pytest.param(
+            Unavailable("NoData", "the query returned no series"),
+            "NoData",
+            "the query returned no series",
+            "or vector(0)",
+            id="no series is not zero",
+        ),
+        pytest.param(
+            Unavailable("Ambiguous", "the query returned 2 series where one was expected"),
+            "Ambiguous",
+            "the query returned 2 series",
+            "wrap it in sum(...)",
+            id="several series are not added up by guess",
+        ),
+        pytest.param(
+            Unavailable("NotANumber", "the query returned nan"),
+            "NotANumber",
+            "the query returned nan",
+            "division by zero",
+            id="NaN as the query cache reports it",
+        ),
+        pytest.param(
+            Value(float("nan")), "NotANumber", "the query returned nan", "$window", id="a NaN value"
+        ),
+        pytest.param(Value(float("inf")), "NotANumber", "the query returned inf", "$window", id="infinity"),
+        pytest.param(
+            Value(-1.0),
+            "Negative",
+            "the query returned -1;",
+            "spend never goes down",
+            id="a negative amount never lowers spend",
+        ),
+    ],
+)
+def test_an_unusable_cost_source_reading_adds_nothing_and_says_what_to_fix(
+    increase: Reading, reason: str, said: str, fix: str
+) -> None:
+    cost = cost_source_cost(LITELLM, increase)
+    assert isinstance(cost, Unavailable)
+    assert cost.reason == reason
+    assert said in cost.message
+    assert fix in cost.message
+
+
+def test_a_price_per_unit_does_not_rescue_a_negative_reading() -> None:
+    egress = CostSource(name="egress", query="sum(increase(bytes_total[$window]))", price_per_unit="0")
+    assert cost_source_cost(egress, Value(-5.0)) == cost_source_cost(LITELLM, Value(-5.0))
+
+
+@pytest.mark.parametrize(
+    ("pricing", "priced"),
+    [
+        pytest.param(Pricing(), False, id="no price at all"),
+        pytest.param(
+            Pricing(gpu_hour="0", input_per_million_tokens="0.000", output_per_million_tokens="0"),
+            False,
+            id="every price zero, however written",
+        ),
+        pytest.param(Pricing(gpu_hour="0", output_per_million_tokens="0.000001"), True, id="one part priced"),
+        pytest.param(GPU, True, id="GPU-hours priced"),
+        pytest.param(API, True, id="tokens priced"),
+    ],
+)
+def test_is_priced(pricing: Pricing, priced: bool) -> None:
+    assert is_priced(pricing) is priced
 
 
 def utc(text: str) -> datetime:

@@ -187,7 +187,7 @@ class AIBudgetStatus(ApiStatus):
     notified_percents: list[int] = Field(default_factory=list)
     """Thresholds already announced this period (so a restart repeats none)."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, MetricsAvailable, ThresholdReached, Degraded, Exceeded."""
+    """Ready (False with NoServicesSelected when spec.selector matches no InferenceService, NoData before any spend is known, InvalidSpec), MetricsAvailable (False when a spend query errs or returns nothing, NaN, a negative value or several series), PricingComplete (False with ZeroPrice when a selected service has no price above zero, so its usage counts 0), ThresholdReached, Degraded, Exceeded."""
 
 
 class AIBudget(ApiModel):

@@ -34,7 +34,15 @@ from aipolicy.controllers.indexes import Key
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
 from aipolicy.observe.prometheus import GroupedResult
-from aipolicy.policy.budget import BudgetEvaluation, evaluate_budget, query_interval, updated_status
+from aipolicy.policy.budget import (
+    BudgetEvaluation,
+    ConditionUpdate,
+    evaluate_budget,
+    pricing_condition,
+    query_interval,
+    ready_condition,
+    updated_status,
+)
 from aipolicy.policy.observations import Unavailable
 from aipolicy.policy.spend import (
     ServiceCost,
@@ -60,6 +68,7 @@ MAX_CATCH_UP = timedelta(hours=6)
 WARN_WHEN: dict[str, ConditionStatus] = {
     "Ready": "False",
     "MetricsAvailable": "False",
+    "PricingComplete": "False",
     "Degraded": "True",
     "Exceeded": "True",
 }
@@ -318,17 +327,12 @@ async def evaluate_aibudget(
         "BudgetExceeded" if evaluation.state == "Exceeded" else "WithinLimit",
         evaluation.message,
     )
-    if dry:
-        conditions.set(
-            "Ready",
-            "True",
-            "DryRun",
-            "DryRun: states and actions are reported, services are not touched",
-        )
-    elif evaluation.state == "Unknown":
-        conditions.set("Ready", "False", "NoData", evaluation.message)
-    else:
-        conditions.set("Ready", "True", "Evaluated", f"{len(services)} service(s) selected")
+    inputs: list[ConditionUpdate] = [
+        pricing_condition({s.metadata.name: s.spec.pricing for s in services}),
+        ready_condition(spec, namespace, [s.metadata.name for s in services], evaluation),
+    ]
+    for condition in inputs:
+        conditions.set(condition.type, condition.status, condition.reason, condition.message)
     conditions.post_changes(body, WARN_WHEN)
     status.conditions = conditions.conditions
 

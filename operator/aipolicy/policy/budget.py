@@ -33,6 +33,9 @@ Rules (the module's tests hold each of them):
   committed: the missing part would be lost for good). Then HoldLastKnown keeps the last spend,
   state and action (Unknown if this period has none yet), FailOpen reports Ok with no action,
   FailClosed reports Exceeded with Suspend in force.
+* Bad input. A selector that matches no service, or a service with no price above zero, adds 0:
+  what it truly costs this budget, never a guess. :func:`ready_condition` (NoServicesSelected)
+  and :func:`pricing_condition` (PricingComplete=False, ZeroPrice) say so and what to fix.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ from aipolicy.api.aibudget import (
     Spender,
     Threshold,
 )
-from aipolicy.api.common import find_condition, money, set_condition
+from aipolicy.api.common import ConditionStatus, LabelSelector, find_condition, money, set_condition
+from aipolicy.api.inferenceservice import Pricing
 from aipolicy.policy.observations import Unavailable, UnavailableReason
 from aipolicy.policy.periods import PeriodWindow, current_period, ensure_utc, rolling_window
 from aipolicy.policy.spend import (
@@ -59,21 +63,32 @@ from aipolicy.policy.spend import (
     display_money,
     format_money,
     interval_to_account,
+    is_priced,
     parse_money,
     quantize_money,
 )
 
 __all__ = [
     "METRICS_AVAILABLE",
+    "PRICING_COMPLETE",
+    "READY",
     "BudgetEvaluation",
+    "ConditionUpdate",
+    "describe_selector",
     "evaluate_budget",
     "forecast_spend",
+    "pricing_condition",
     "query_interval",
+    "ready_condition",
     "updated_status",
 ]
 
 METRICS_AVAILABLE = "MetricsAvailable"
 """The condition :func:`updated_status` sets; the next evaluation reads it back (see _memory)."""
+READY = "Ready"
+PRICING_COMPLETE = "PricingComplete"
+# Conditions name the services they are about; past this many, the rest are counted.
+_NAMED_AT_MOST = 10
 
 _LEVEL: dict[str, int] = {"Notify": 1, "Degrade": 2, "Suspend": 3}
 _ACTION_AT: tuple[Action | None, ...] = (None, "Notify", "Degrade", "Suspend")
@@ -84,6 +99,7 @@ _REASON_ORDER: tuple[UnavailableReason, ...] = (
     "QueryError",
     "Stale",
     "NotANumber",
+    "Negative",
     "Ambiguous",
     "NoData",
 )
@@ -246,16 +262,20 @@ def _forecast(
 def _missing(
     costs: Mapping[str, ServiceCost | Unavailable], extra: Mapping[str, Decimal | Unavailable]
 ) -> list[tuple[str, Unavailable]]:
+    """The readings that cannot be counted, each named as "service NAME" or "cost source NAME"
+    (a service and a cost source may share a name, and each is fixed in a different place)."""
     missing: list[tuple[str, Unavailable]] = []
     amounts: Iterable[tuple[str, Decimal | Unavailable]] = [
-        *((n, c if isinstance(c, Unavailable) else c.total) for n, c in costs.items()),
-        *extra.items(),
+        *((f"service {n}", c if isinstance(c, Unavailable) else c.total) for n, c in costs.items()),
+        *((f"cost source {n}", a) for n, a in extra.items()),
     ]
     for name, amount in amounts:
         if isinstance(amount, Unavailable):
             missing.append((name, amount))
-        elif not amount.is_finite() or amount < 0:
+        elif not amount.is_finite():
             missing.append((name, Unavailable("NotANumber", f"cost {amount} is invalid")))
+        elif amount < 0:
+            missing.append((name, Unavailable("Negative", f"cost {amount} is negative")))
     return missing
 
 
@@ -529,4 +549,110 @@ def updated_status(
             "notified_percents": list(evaluation.notified_percents),
             "conditions": conditions,
         }
+    )
+
+
+# ---- conditions about the budget's inputs ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    """A condition for the controller to set (it posts an event when status or reason changes)."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    """CamelCase, also the event's reason."""
+    message: str
+
+
+def describe_selector(selector: LabelSelector) -> str:
+    """The selector as kubectl writes one (team=a,tier in (gold,silver),!legacy); "" if empty."""
+    parts = [f"{key}={value}" for key, value in sorted(selector.match_labels.items())]
+    for requirement in selector.match_expressions:
+        key, values = requirement.key, ",".join(requirement.values)
+        parts.append(
+            {
+                "In": f"{key} in ({values})",
+                "NotIn": f"{key} notin ({values})",
+                "Exists": key,
+                "DoesNotExist": f"!{key}",
+            }[requirement.operator]
+        )
+    return ",".join(parts)
+
+
+def _no_services_selected(spec: AIBudgetSpec, namespace: str) -> str:
+    selector = describe_selector(spec.selector)
+    if not selector:
+        return (
+            f"spec.selector is empty (all InferenceServices) but namespace {namespace} has none, "
+            "and spec.costSources is empty: this budget has no spend to count. Create the "
+            f"InferenceServices in {namespace}, or add spec.costSources."
+        )
+    counted = f" (its {len(spec.cost_sources)} cost source(s) still are)" if spec.cost_sources else ""
+    return (
+        f"spec.selector {selector} matches no InferenceService in namespace {namespace}, so no "
+        f"service's spend is counted{counted}. Fix spec.selector, or label the InferenceServices "
+        "this budget should cover."
+    )
+
+
+def ready_condition(
+    spec: AIBudgetSpec, namespace: str, selected: Sequence[str], evaluation: BudgetEvaluation
+) -> ConditionUpdate:
+    """Ready summarises whether the budget counts what it was meant to.
+
+    False with NoServicesSelected when its selector names services and matches none (a typo
+    there silently drops their spend, the worst failure of a budget), or when it has nothing at
+    all to count; spend is still what was measured (0 from no services is real, not invented),
+    so the other conditions and the state go on as usual. An empty selector with cost sources
+    in a namespace without services is a budget of cost sources only, and is Ready. False with
+    NoData while nothing of this period is known yet.
+    """
+    if not selected and (describe_selector(spec.selector) or not spec.cost_sources):
+        return ConditionUpdate(READY, "False", "NoServicesSelected", _no_services_selected(spec, namespace))
+    if spec.enforcement == "DryRun":
+        return ConditionUpdate(
+            READY, "True", "DryRun", "DryRun: states and actions are reported, services are not touched"
+        )
+    if evaluation.state == "Unknown":
+        return ConditionUpdate(READY, "False", "NoData", evaluation.message)
+    if not selected:
+        return ConditionUpdate(
+            READY,
+            "True",
+            "Evaluated",
+            f"no InferenceService in namespace {namespace}; spend comes from the "
+            f"{len(spec.cost_sources)} cost source(s)",
+        )
+    return ConditionUpdate(READY, "True", "Evaluated", f"{len(selected)} service(s) selected")
+
+
+def _named(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_NAMED_AT_MOST])
+    rest = len(names) - _NAMED_AT_MOST
+    return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def pricing_condition(pricing: Mapping[str, Pricing]) -> ConditionUpdate:
+    """PricingComplete: False with ZeroPrice, naming them, when selected services have no price
+    above zero. Their usage honestly costs 0, but a budget that never moves looks like one that
+    is within its limit; a free service is possible, so this warns and changes nothing else."""
+    unpriced = sorted(name for name, prices in pricing.items() if not is_priced(prices))
+    if not unpriced:
+        message = f"All {len(pricing)} selected service(s) have a price."
+        return ConditionUpdate(
+            PRICING_COMPLETE, "True", "AllServicesPriced", message if pricing else "No service selected."
+        )
+    one = len(unpriced) == 1
+    return ConditionUpdate(
+        PRICING_COMPLETE,
+        "False",
+        "ZeroPrice",
+        f"{_named(unpriced)} {'has' if one else 'have'} no price above zero in spec.pricing, so "
+        f"{'its' if one else 'their'} usage counts as 0 in this budget. Set spec.pricing "
+        "(gpuHour, inputPerMillionTokens, outputPerMillionTokens) on "
+        f"{'that InferenceService' if one else 'those InferenceServices'} unless "
+        f"{'it is' if one else 'they are'} free.",
     )

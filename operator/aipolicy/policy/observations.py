@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-UnavailableReason = Literal["NoData", "QueryError", "Stale", "Ambiguous", "NotANumber"]
+# Negative: an increase or amount below zero, which spend cannot be (a query not over a counter).
+UnavailableReason = Literal["NoData", "QueryError", "Stale", "Ambiguous", "NotANumber", "Negative"]
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class Value:
 
 @dataclass(frozen=True)
 class Unavailable:
-    """No usable reading, and why (NoData, QueryError, Stale, Ambiguous, NotANumber)."""
+    """No usable reading, and why (NoData, QueryError, Stale, Ambiguous, NotANumber, Negative)."""
 
     reason: UnavailableReason
     message: str = ""

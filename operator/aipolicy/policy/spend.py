@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localco
 from aipolicy.api.aibudget import CostSource
 from aipolicy.api.common import money
 from aipolicy.api.inferenceservice import Pricing
-from aipolicy.policy.observations import Reading, Unavailable
+from aipolicy.policy.observations import Reading, Unavailable, UnavailableReason
 from aipolicy.policy.periods import PeriodWindow, ensure_utc
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "display_money",
     "format_money",
     "interval_to_account",
+    "is_priced",
     "parse_money",
     "quantize_money",
     "service_cost",
@@ -114,7 +115,7 @@ def _amount(reading: Reading, what: str) -> Decimal | Unavailable:
     if not math.isfinite(value):
         return Unavailable("NotANumber", f"{what}: {value} is not a number")
     if value < 0:
-        return Unavailable("NotANumber", f"{what}: increase {value} is negative; the query must be a counter")
+        return Unavailable("Negative", f"{what}: increase {value} is negative; the query must be a counter")
     # repr() is the shortest string that reads back as the same float, so 0.1 stays 0.1 rather
     # than 0.1000000000000000055511151231257827.
     return Decimal(repr(value))
@@ -152,11 +153,47 @@ def service_cost(pricing: Pricing, usage: ServiceUsage) -> ServiceCost | Unavail
         return ServiceCost(usage.service, input_, output, gpu, input_ + output + gpu)
 
 
+def is_priced(pricing: Pricing) -> bool:
+    """Whether any part of the service has a price above zero; if none has, its usage costs 0."""
+    prices = (pricing.input_per_million_tokens, pricing.output_per_million_tokens, pricing.gpu_hour)
+    return any(price is not None and money(price) > 0 for price in prices)
+
+
+# What to change when a cost source's reading cannot be used. The person reading the condition
+# wrote that PromQL: "Ambiguous" alone does not tell them to aggregate it.
+_COST_SOURCE_FIX: dict[UnavailableReason, str] = {
+    "QueryError": "fix its PromQL in spec.costSources, or check that Prometheus answers",
+    "NoData": (
+        "it must return one series, such as sum(increase(my_spend_total[$window])) "
+        "(append `or vector(0)` if no series means nothing was spent)"
+    ),
+    "Ambiguous": "wrap it in sum(...) so that it returns one series",
+    "NotANumber": "it must return the amount spent in $window (a division by zero gives NaN)",
+    "Negative": (
+        "spend never goes down: it must return what was spent in $window, "
+        "such as sum(increase(my_spend_total[$window]))"
+    ),
+    "Stale": "check that Prometheus still scrapes what the query reads",
+}
+
+
+def _what_the_query_gave(reading: Reading) -> str:
+    if isinstance(reading, Unavailable):
+        said = reading.message or reading.reason
+        return f"the query failed ({said})" if reading.reason == "QueryError" else said
+    return f"the query returned {reading.value:g}"
+
+
 def cost_source_cost(source: CostSource, increase: Reading) -> Decimal | Unavailable:
-    """The money an extra cost source adds: its increase, or units * pricePerUnit."""
-    amount = _amount(increase, "increase")
+    """The money an extra cost source adds: its increase, or units * pricePerUnit.
+
+    A reading that errs, is missing, NaN, negative or of several series adds nothing: it is
+    Unavailable with a message that says what to change in the query.
+    """
+    amount = _amount(increase, "the query")
     if isinstance(amount, Unavailable):
-        return amount
+        fix = _COST_SOURCE_FIX[amount.reason]
+        return Unavailable(amount.reason, f"{_what_the_query_gave(increase)}; {fix}")
     with localcontext(MONEY_CONTEXT):
         if source.price_per_unit is not None:
             amount *= money(source.price_per_unit)
