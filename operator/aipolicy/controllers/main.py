@@ -19,6 +19,7 @@ def run_operator(
     verbose: bool,
 ) -> int:
     import aipolicy.controllers.handlers  # noqa: F401  (registers the handlers)
+    from aipolicy.controllers import connections
     from aipolicy.controllers.metrics import serve_metrics
 
     kopf.configure(verbose=verbose)
@@ -26,6 +27,7 @@ def run_operator(
         # kopf logs every timer run at INFO ("Timer ... succeeded"): every object, every tick
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     memo = kopf.Memo(prometheus_url=prometheus_url)
+    memo[connections.NAMESPACES] = len(namespace)
 
     async def main() -> None:
         tasks = []
