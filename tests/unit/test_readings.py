@@ -35,3 +35,27 @@ def test_an_answered_sum_without_a_series_is_zero_only_when_asked() -> None:
     answered = GroupedResult({})
     assert answered.reading_or_zero_when_answered(KEY) == Value(0.0)
     assert isinstance(answered.reading(KEY), Unavailable)
+
+
+def test_a_scalar_result_is_told_apart_from_series() -> None:
+    from aipolicy.observe.prometheus import _is_scalar
+
+    assert _is_scalar([1795990623.3, "NaN"])
+    assert not _is_scalar([{"metric": {}, "value": [1795990623.3, "1"]}])
+    assert not _is_scalar(
+        [{"metric": {"a": "1"}, "value": [1, "1"]}, {"metric": {"a": "2"}, "value": [1, "2"]}]
+    )
+    assert not _is_scalar([])
+
+
+def test_a_refused_query_is_reported_with_prometheus_own_words() -> None:
+    from prometheus_api_client import PrometheusApiClientException
+
+    from aipolicy.observe.prometheus import _short
+
+    body = (
+        b'{"status":"error","errorType":"bad_data","error":"invalid parameter \\"query\\": 1:5: parse error"}'
+    )
+    refused = PrometheusApiClientException(f"HTTP Status Code 400 ({body!r})")
+    assert _short(refused) == 'Prometheus refused the query: invalid parameter "query": 1:5: parse error'
+    assert _short(ConnectionError("Connection refused")) == "ConnectionError: Connection refused"

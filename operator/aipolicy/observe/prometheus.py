@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
@@ -121,6 +122,10 @@ class QueryCache:
             self._failed()
             logger.warning("Prometheus query failed: %s: %s", query, error)
             return GroupedResult({}, Unavailable("QueryError", _short(error)))
+        if _is_scalar(series):
+            return GroupedResult(
+                {}, Unavailable("Ambiguous", f"{query} is a scalar; it must give one series per service")
+            )
         values: dict[ServiceKey, float] = {}
         for item in series:
             labels = item.get("metric", {})
@@ -150,17 +155,30 @@ class QueryCache:
         except Exception as error:
             self._failed()
             return Unavailable("QueryError", _short(error))
-        if not series:
+        if _is_scalar(series):  # a scalar result (`0/0`, `scalar(...)`): [time, "value"]
+            value = float(series[1])
+        elif not series:
             return Unavailable("NoData", "the query returned no series")
-        if len(series) > 1:
+        elif len(series) > 1:
             return Unavailable("Ambiguous", f"the query returned {len(series)} series where one was expected")
-        value = float(series[0]["value"][1])
+        else:
+            value = float(series[0]["value"][1])
         if math.isnan(value) or math.isinf(value):
             return Unavailable("NotANumber", f"the query returned {value}")
         return Value(value)
 
 
+def _is_scalar(result: Any) -> bool:
+    """prometheus-api-client returns a scalar or string result as [time, "value"], not as series."""
+    return isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict)
+
+
 def _short(error: BaseException) -> str:
+    # Prometheus says what is wrong with a query in the JSON body's "error" ("parse error:
+    # unclosed left parenthesis"); the client wraps the whole body in bytes' repr.
+    said = re.search(r'"error":"(.*?)"\}', str(error))
+    if said:
+        return "Prometheus refused the query: " + re.sub(r'\\+"', '"', said.group(1))
     # without object addresses ("<... object at 0x7f...>"): the message goes into status, and a
     # text that changes on every failure would rewrite status on every tick of an outage
     text = re.sub(r" at 0x[0-9a-f]+", "", f"{type(error).__name__}: {error}")
