@@ -3,8 +3,9 @@
     make cluster-up            # or use the one that runs
     source .cluster/env && .venv/bin/python -m bench.budget_eval [--sizes 1,10,50] [--cycles 6]
 
-For each size N it makes a namespace with N API-backed InferenceServices and N AIBudgets (one
-service each, evaluationInterval 5s), runs the operator as a process watching that namespace
+For each size N it makes a namespace with N AIBudgets (evaluationInterval 5s) and K API-backed
+InferenceServices for each (`--services-per-budget`, 1 by default; 100 budgets over 1,000
+services is `--sizes 100 --services-per-budget 10`), runs the operator as a process watching that namespace
 (production tick, its own /metrics on a loopback port), lets every budget catch up, then
 measures over `--cycles` evaluation cycles:
 
@@ -47,6 +48,7 @@ GROUP_VERSION = "aipolicy.dev/v1alpha1"
 @dataclass(frozen=True)
 class Row:
     budgets: int
+    services: int
     cycles: int
     queries_per_cycle: float
     evaluations_per_cycle: float
@@ -65,7 +67,7 @@ def _kubectl() -> str:
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
     result = subprocess.run(
-        [_kubectl(), *args], input=stdin, capture_output=True, text=True, timeout=120, check=False
+        [_kubectl(), *args], input=stdin, capture_output=True, text=True, timeout=600, check=False
     )
     if check and result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
@@ -79,15 +81,17 @@ def _free_port() -> int:
         return port
 
 
-def manifests(count: int) -> list[dict[str, Any]]:
-    """`count` API-backed services and one budget per service (Daily, UTC, evaluated every 5s)."""
+def manifests(count: int, services_per_budget: int = 1) -> list[dict[str, Any]]:
+    """`count` budgets (Daily, UTC, evaluated every 5s), each over its own
+    `services_per_budget` API-backed services."""
     objects: list[dict[str, Any]] = []
-    for i in range(count):
+    for s in range(count * services_per_budget):
+        i = s % count
         objects.append(
             {
                 "apiVersion": GROUP_VERSION,
                 "kind": "InferenceService",
-                "metadata": {"name": f"svc-{i}", "labels": {"slot": str(i)}},
+                "metadata": {"name": f"svc-{s}", "labels": {"slot": str(i)}},
                 "spec": {
                     "model": "gpt-4o-mini",
                     "provider": {"url": "https://api.openai.com/v1"},
@@ -95,6 +99,7 @@ def manifests(count: int) -> list[dict[str, Any]]:
                 },
             }
         )
+    for i in range(count):
         objects.append(
             {
                 "apiVersion": GROUP_VERSION,
@@ -157,7 +162,7 @@ def _next_cycle_phase(phase: float) -> None:
     time.sleep(start + phase - now)
 
 
-def measure(count: int, cycles: int, prometheus_url: str, logs: Path) -> Row:
+def measure(count: int, services_per_budget: int, cycles: int, prometheus_url: str, logs: Path) -> Row:
     namespace = f"bench-budget-{count}-{uuid.uuid4().hex[:5]}"
     kubectl("create", "namespace", namespace)
     port = _free_port()
@@ -182,7 +187,8 @@ def measure(count: int, cycles: int, prometheus_url: str, logs: Path) -> Row:
         start_new_session=True,
     )
     try:
-        kubectl("-n", namespace, "apply", "-f", "-", stdin=yaml.safe_dump_all(manifests(count)))
+        objects = yaml.safe_dump_all(manifests(count, services_per_budget))
+        kubectl("-n", namespace, "apply", "--server-side", "-f", "-", stdin=objects)
         started = time.monotonic()
         deadline = started + 300
         while not _all_caught_up(namespace, count):
@@ -208,6 +214,7 @@ def measure(count: int, cycles: int, prometheus_url: str, logs: Path) -> Row:
         )
         return Row(
             budgets=count,
+            services=count * services_per_budget,
             cycles=cycles,
             queries_per_cycle=delta("aipolicy_prometheus_queries_total") / cycles,
             evaluations_per_cycle=evaluations / cycles,
@@ -236,16 +243,18 @@ def table(rows: list[Row], command: str) -> str:
         "## AIBudget evaluation against the number of budgets",
         "",
         f"Command: `{command}` (bench/budget_eval.py), on the local cluster and its Prometheus.",
-        f"N API-backed services and N budgets (one each), evaluationInterval {INTERVAL_SECONDS}s, the",
-        "operator's default 2 s tick; measured over whole cycles after every budget caught up.",
+        "Budgets each over their own API-backed services, evaluationInterval "
+        f"{INTERVAL_SECONDS}s, the operator's default",
+        "2 s tick; measured over whole cycles after every budget caught up.",
         "",
-        "| budgets | cycles | Prometheus queries per cycle | evaluations per cycle "
+        "| budgets | services | cycles | Prometheus queries per cycle | evaluations per cycle "
         "| mean evaluation ms | catch-up s | RSS MiB | peak RSS MiB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.budgets} | {r.cycles} | {r.queries_per_cycle:.1f} | {r.evaluations_per_cycle:.1f} "
+            f"| {r.budgets} | {r.services} | {r.cycles} | {r.queries_per_cycle:.1f} "
+            f"| {r.evaluations_per_cycle:.1f} "
             f"| {r.mean_evaluation_ms:.1f} | {r.catch_up_seconds:.0f} | {r.rss_mib:.0f} "
             f"| {r.peak_rss_mib:.0f} |"
         )
@@ -258,13 +267,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sizes", default="1,10,50", help="numbers of budgets, comma-separated")
     parser.add_argument("--cycles", type=int, default=6, help="evaluation cycles measured per size")
+    parser.add_argument("--services-per-budget", type=int, default=1, help="services each budget selects")
     args = parser.parse_args(argv)
     url = os.environ.get("PROMETHEUS_URL")
     if not url or not os.environ.get("KUBECONFIG"):
         sys.exit("needs the local cluster: source .cluster/env (make cluster-up starts one)")
     kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-budget-"))
-    rows = [measure(int(size), args.cycles, url, logs) for size in args.sizes.split(",")]
+    rows = [
+        measure(int(size), args.services_per_budget, args.cycles, url, logs) for size in args.sizes.split(",")
+    ]
     command = "python -m bench.budget_eval " + " ".join(argv if argv is not None else sys.argv[1:])
     print(table(rows, command.strip()))
     print(f"\noperator logs: {logs}")
