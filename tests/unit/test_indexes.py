@@ -52,7 +52,7 @@ def test_a_slim_resource_reads_as_the_same_model_without_managed_fields_and_copi
     assert slim_model.metadata.model_dump(exclude={"annotations"}) == whole_model.metadata.model_dump(
         exclude={"annotations"}
     )
-    assert "managedFields" not in slim["metadata"] and "resourceVersion" not in slim["metadata"]
+    assert "managedFields" not in slim["metadata"] and slim["metadata"]["resourceVersion"] == "991"
     assert slim["metadata"]["annotations"] == {"aipolicy.dev/autoscaling-paused": "true"}
     assert slim["status"] == body["status"]
     assert body["metadata"]["managedFields"] == MANAGED_FIELDS  # the input is left alone
@@ -62,6 +62,7 @@ def test_a_slim_child_keeps_the_applied_hash_and_replicas_only() -> None:
     deployment = {
         "metadata": {
             "name": "chat",
+            "resourceVersion": "17",
             "annotations": {HASH_ANNOTATION: "abc", "deployment.kubernetes.io/revision": "3"},
             "managedFields": MANAGED_FIELDS,
         },
@@ -69,7 +70,7 @@ def test_a_slim_child_keeps_the_applied_hash_and_replicas_only() -> None:
         "status": {"readyReplicas": 3},
     }
     assert slim_child(deployment) == {
-        "metadata": {"annotations": {HASH_ANNOTATION: "abc"}},
+        "metadata": {"resourceVersion": "17", "annotations": {HASH_ANNOTATION: "abc"}},
         "spec": {"replicas": 3},
     }
     # a Service (no replicas) applied by someone else (no hash): nothing to compare with

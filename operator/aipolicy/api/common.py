@@ -6,6 +6,7 @@ Conventions follow the Kubernetes API conventions: camelCase JSON, durations as 
 
 from __future__ import annotations
 
+import functools
 import re
 import zoneinfo
 from datetime import datetime, timedelta
@@ -60,6 +61,7 @@ DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and read on every tick of every object
 def parse_duration(text: str) -> timedelta:
     """Turn ``"1h30m"`` into a timedelta; raises ValueError naming what is expected."""
     if not re.fullmatch(DURATION_PATTERN, text):

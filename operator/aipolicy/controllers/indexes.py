@@ -32,12 +32,19 @@ _METADATA_KEPT = (
     "name",
     "namespace",
     "uid",
+    "resourceVersion",
     "generation",
     "creationTimestamp",
     "labels",
     "annotations",
     "deletionTimestamp",
 )
+
+
+def _version(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    # resourceVersion tells a reader that nothing changed since it last looked (the
+    # InferenceService controller skips a tick whose inputs all kept theirs)
+    return {"resourceVersion": metadata["resourceVersion"]} if "resourceVersion" in metadata else {}
 
 
 def slim_resource(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,11 +67,9 @@ def slim_child(body: Mapping[str, Any]) -> dict[str, Any]:
     """A Deployment or Service the operator owns: what it applied last, and the replicas."""
     metadata = body.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
-    slim: dict[str, Any] = {
-        "metadata": {"annotations": {HASH_ANNOTATION: annotations[HASH_ANNOTATION]}}
-        if HASH_ANNOTATION in annotations
-        else {}
-    }
+    slim: dict[str, Any] = {"metadata": _version(metadata)}
+    if HASH_ANNOTATION in annotations:
+        slim["metadata"]["annotations"] = {HASH_ANNOTATION: annotations[HASH_ANNOTATION]}
     replicas = (body.get("spec") or {}).get("replicas")
     if replicas is not None:
         slim["spec"] = {"replicas": replicas}
@@ -87,7 +92,7 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         if c.get("type") in ("Ready", "PodScheduled")
     ]
     slim: dict[str, Any] = {
-        "metadata": {"name": metadata.get("name")},
+        "metadata": {"name": metadata.get("name"), **_version(metadata)},
         "spec": {"containers": containers},
         "status": {"conditions": conditions},
     }
