@@ -10,8 +10,10 @@ import subprocess
 import sys
 
 BENCHMARKS = (
-    ["bench.budget_eval", "--sizes", "1,10,50", "--cycles", "6"],
+    ["bench.budget_eval", "--sizes", "1,10,100", "--services-per-budget", "10", "--cycles", "6"],
+    ["bench.budget_action", "--repetitions", "3"],
     ["bench.fallback_switch", "--repetitions", "3"],
+    ["bench.load_step", "--repetitions", "3"],
     ["bench.inferenceservice_scale", "--sizes", "10,100,1000"],
 )
 

@@ -132,7 +132,12 @@ def repetition(namespace: str, simulator: Simulator, prometheus_url: str) -> Ste
     apps = client.AppsV1Api()
 
     def replicas() -> int:
-        spec = apps.read_namespaced_deployment(SERVICE, namespace).spec
+        try:
+            spec = apps.read_namespaced_deployment(SERVICE, namespace).spec
+        except client.ApiException as error:
+            if error.status == 404:  # not made yet
+                return 0
+            raise
         return int(spec.replicas or 0) if spec is not None else 0
 
     wait_until("one replica before the step", lambda: replicas() == 1, timeout=180)
