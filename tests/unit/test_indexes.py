@@ -95,8 +95,20 @@ conditions = st.lists(
     ),
     max_size=4,
 )
+waiting_reasons = st.sampled_from(
+    ["ContainerCreating", "ImagePullBackOff", "CrashLoopBackOff", "ErrImagePull"]
+)
+container_statuses = st.lists(
+    st.one_of(
+        st.builds(
+            lambda r: {"name": "c", "state": {"waiting": {"reason": r, "message": "m"}}}, waiting_reasons
+        ),
+        st.just({"name": "c", "state": {"running": {"startedAt": "2026-11-29T10:00:00Z"}}, "ready": True}),
+    ),
+    max_size=2,
+)
 pods = st.builds(
-    lambda phase, node, deleting, gpus, conds: {
+    lambda phase, node, deleting, gpus, conds, statuses: {
         "metadata": {
             "name": "p",
             "labels": {"aipolicy.dev/service": "chat"},
@@ -109,13 +121,14 @@ pods = st.builds(
                 {"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": str(g)}}} for g in gpus
             ],
         },
-        "status": {"phase": phase, "conditions": conds, "podIP": "10.0.0.1"},
+        "status": {"phase": phase, "conditions": conds, "podIP": "10.0.0.1", "containerStatuses": statuses},
     },
     st.sampled_from(["Pending", "Running", "Succeeded", "Failed"]),
     st.sampled_from([None, "gpu-a100-0"]),
     st.booleans(),
     st.lists(st.integers(0, 8), max_size=3),
     conditions,
+    container_statuses,
 )
 
 

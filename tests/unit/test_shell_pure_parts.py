@@ -205,6 +205,34 @@ def test_pod_counts() -> None:
     assert counts.unschedulable_message == "0/3 nodes"
 
 
+def test_pod_counts_name_a_container_that_cannot_start() -> None:
+    bad_image = _pod("Pending")
+    bad_image["metadata"]["name"] = "chat-7d9-x2"
+    bad_image["status"]["containerStatuses"] = [
+        {
+            "name": "model-server",
+            "state": {
+                "waiting": {
+                    "reason": "ImagePullBackOff",
+                    "message": 'Back-off pulling image "registry.invalid/vllm:nope"',
+                }
+            },
+        }
+    ]
+    pulling = _pod("Pending")
+    pulling["status"]["containerStatuses"] = [
+        {"name": "model-server", "state": {"waiting": {"reason": "ContainerCreating"}}}
+    ]
+    counts = count_pods([bad_image, pulling, _pod("Running", ready=True)])
+    # still starting: more replicas of the same spec would fail alike, so none are added for it
+    assert (counts.ready, counts.starting, counts.failing) == (1, 2, 1)
+    assert counts.failing_message == (
+        "pod chat-7d9-x2 container model-server: ImagePullBackOff: "
+        'Back-off pulling image "registry.invalid/vllm:nope"'
+    )
+    assert count_pods([pulling]).failing == 0  # creating a container is what starting looks like
+
+
 def test_a_status_merge_patch_removes_what_the_new_status_dropped() -> None:
     from aipolicy.controllers.events import merge_patch
 

@@ -77,8 +77,8 @@ def slim_child(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What capacity is made of (observe/pods.py): deletion, node, GPU limits, phase and the
-    Ready and PodScheduled conditions."""
+    """What capacity is made of (observe/pods.py): deletion, node, GPU limits, phase, the
+    Ready and PodScheduled conditions, and containers waiting (with the kubelet's reason)."""
     metadata = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -91,11 +91,18 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         for c in status.get("conditions") or []
         if c.get("type") in ("Ready", "PodScheduled")
     ]
+    waiting = [
+        {"name": c.get("name"), "state": {"waiting": dict(c["state"]["waiting"])}}
+        for c in status.get("containerStatuses") or []
+        if (c.get("state") or {}).get("waiting")
+    ]
     slim: dict[str, Any] = {
         "metadata": {"name": metadata.get("name"), **_version(metadata)},
         "spec": {"containers": containers},
         "status": {"conditions": conditions},
     }
+    if waiting:  # why a container cannot start (a wrong image): observe/pods.py reports it
+        slim["status"]["containerStatuses"] = waiting
     if metadata.get("deletionTimestamp"):
         slim["metadata"]["deletionTimestamp"] = metadata["deletionTimestamp"]
     if spec.get("nodeName"):

@@ -337,11 +337,20 @@ def _set_ready(
     elif status.desired_replicas == 0:
         conditions.set("Ready", "True", "ScaledToZero", "no replicas are wanted now; demand starts one")
     elif pods.ready > 0:
+        failing = f"; {pods.failing} cannot start ({pods.failing_message})" if pods.failing else ""
         conditions.set(
             "Ready",
             "True",
             "ReplicasReady",
-            f"{pods.ready} of {status.desired_replicas} replicas are ready",
+            f"{pods.ready} of {status.desired_replicas} replicas are ready{failing}",
+        )
+    elif pods.failing:
+        conditions.set(
+            "Ready",
+            "False",
+            "ReplicasFailing",
+            f"0 of {status.desired_replicas} replicas are ready and {pods.failing} cannot start: "
+            f"{pods.failing_message}. Check spec.serving (image, args, resources).",
         )
     else:
         conditions.set(

@@ -15,6 +15,37 @@ class PodCounts:
     unschedulable: int = 0
     gpus_held: int = 0
     unschedulable_message: str = ""
+    failing: int = 0
+    """Pods whose containers cannot start (a subset of ``starting``): a wrong image, a crash
+    loop. They still count as starting, so the scaler adds no replicas that would fail alike."""
+    failing_message: str = ""
+
+
+# What the kubelet reports while a container cannot start; none of them cures itself by waiting
+# long enough the way a cold start does, so each is worth telling the user.
+FAILING_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+
+
+def _failure(pod: Mapping[str, Any]) -> str | None:
+    """Why a container of the pod cannot start, as the kubelet says it, or None."""
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in FAILING_REASONS:
+            name = pod.get("metadata", {}).get("name", "")
+            text = f"pod {name} container {status.get('name', '')}: {waiting['reason']}"
+            return f"{text}: {waiting['message']}" if waiting.get("message") else text
+    return None
 
 
 def _condition(pod: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -34,8 +65,8 @@ def _gpus(pod: Mapping[str, Any], resource_name: str) -> int:
 
 def count_pods(pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.com/gpu") -> PodCounts:
     """Terminating pods are ignored: they are capacity on its way out."""
-    total = ready = starting = unschedulable = gpus = 0
-    message = ""
+    total = ready = starting = unschedulable = gpus = failing = 0
+    message = failing_message = ""
     for pod in pods:
         if pod.get("metadata", {}).get("deletionTimestamp"):
             continue
@@ -54,6 +85,10 @@ def count_pods(pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.co
             message = str(scheduled.get("message", ""))
         elif phase in ("Pending", "Running"):
             starting += 1
+            failure = _failure(pod)
+            if failure is not None:
+                failing += 1
+                failing_message = failing_message or failure
         if pod.get("spec", {}).get("nodeName") and phase in ("Pending", "Running"):
             gpus += _gpus(pod, gpu_resource)
-    return PodCounts(total, ready, starting, unschedulable, gpus, message)
+    return PodCounts(total, ready, starting, unschedulable, gpus, message, failing, failing_message)
