@@ -417,6 +417,14 @@ def test_gpu_hours_take_notify_degrade_suspend_in_order(
     calm = [s for s, then in pairwise(seen) if then.action in ("", "Notify")]
     assert calm and all(s.replicas in (None, 2) for s in calm), seen
     assert _threshold_events(cluster, namespace, "gpus") == list(THRESHOLD_REASONS)
+    # each change of mode is told once, as a warning (not again by the Degraded condition)
+    modes = [
+        (e["type"], e["reason"])
+        for e in cluster.events(namespace, "llama")
+        if e["involvedObject"].get("kind") == "InferenceService"
+        and e["reason"] in ("ModeDegraded", "ModeSuspended", "BudgetDegraded", "NotDegraded")
+    ]
+    assert sorted(modes) == [("Warning", "ModeDegraded"), ("Warning", "ModeSuspended")], modes
 
     wait_until(
         "the suspended service's pods gone",

@@ -273,10 +273,11 @@ async def reconcile_inference_service(
         if observed_door is not None:
             logger.info("front door %s now points at %s", name, mode.backend.describe())
 
-    if status.mode != mode.mode:
+    mode_changed = status.mode != mode.mode
+    if mode_changed:
         kopf.event(
             body,
-            type="Normal",
+            type="Warning" if mode.mode in ("Degraded", "Suspended") else "Normal",
             reason=f"Mode{mode.mode}",
             message=mode.reason or f"back to {mode.mode} mode",
         )
@@ -293,6 +294,9 @@ async def reconcile_inference_service(
     else:
         conditions.set("Degraded", "False", "NotDegraded", "the service runs with its normal settings")
     _set_ready(isvc, status, conditions, pods, mode)
+    if mode_changed:
+        # The mode event says it; the Degraded condition changing with it would say it twice.
+        conditions.changed = [c for c in conditions.changed if c.type != "Degraded"]
     conditions.post_changes(body, WARN_WHEN)
     status.conditions = conditions.conditions
     for each in ("Normal", "Degraded", "Fallback", "Suspended"):
