@@ -43,6 +43,7 @@ from aipolicy.policy.budget import (
     ready_condition,
     updated_status,
 )
+from aipolicy.policy.cycles import aligned
 from aipolicy.policy.observations import Unavailable
 from aipolicy.policy.spend import (
     ServiceCost,
@@ -72,12 +73,6 @@ WARN_WHEN: dict[str, ConditionStatus] = {
     "Degraded": "True",
     "Exceeded": "True",
 }
-
-
-def aligned(now: datetime, interval: timedelta) -> datetime:
-    """The latest multiple of interval (since the epoch) at or before now."""
-    step = interval.total_seconds()
-    return datetime.fromtimestamp((now.timestamp() // step) * step, UTC)
 
 
 def selected_services(

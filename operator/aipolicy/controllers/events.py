@@ -32,6 +32,11 @@ class StatusConditions:
             if before is None:
                 self.first_set.append(after)
 
+    def told_elsewhere(self, type_: str) -> None:
+        """This condition's change is already told by an event of its own (a switch, a change of
+        mode): post_changes would tell it a second time."""
+        self.changed = [c for c in self.changed if c.type != type_]
+
     def post_changes(self, body: kopf.Body, warn_when: dict[str, ConditionStatus]) -> None:
         """One event per condition that changed status or reason.
 

@@ -270,7 +270,7 @@ async def evaluate_fallback_policy(
         if decision.switched:
             # The event above is the switch's; FallbackActive changing with it would post the
             # same reason and message a second time (one switch, two events).
-            conditions.changed = [c for c in conditions.changed if c.type != "FallbackActive"]
+            conditions.told_elsewhere("FallbackActive")
         if decision.metrics_available:
             conditions.set("MetricsAvailable", "True", "MetricsFound", "every trigger has a reading")
         else:

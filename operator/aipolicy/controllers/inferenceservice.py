@@ -295,8 +295,7 @@ async def reconcile_inference_service(
         conditions.set("Degraded", "False", "NotDegraded", "the service runs with its normal settings")
     _set_ready(isvc, status, conditions, pods, mode)
     if mode_changed:
-        # The mode event says it; the Degraded condition changing with it would say it twice.
-        conditions.changed = [c for c in conditions.changed if c.type != "Degraded"]
+        conditions.told_elsewhere("Degraded")  # by the mode event
     conditions.post_changes(body, WARN_WHEN)
     status.conditions = conditions.conditions
     for each in ("Normal", "Degraded", "Fallback", "Suspended"):
