@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -37,15 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
-from tests.e2e.cluster import (
-    REPO,
-    Cluster,
-    ManagedProcess,
-    Simulator,
-    free_port,
-    python_module,
-    wait_until,
-)
+from tests.e2e.cluster import REPO, Cluster, ManagedProcess, Simulator, wait_until
+
+from bench.harness import kubectl_path, required, start_operator, start_simulator
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 SERVICE = "chat"
@@ -117,17 +109,6 @@ def _first_over_target(prometheus_url: str, namespace: str, since: float) -> flo
     return None
 
 
-def _kubectl() -> str:
-    found = os.path.join(os.environ.get("CLUSTER_BIN", ""), "kubectl")
-    if os.access(found, os.X_OK):
-        return found
-    return shutil.which("kubectl") or sys.exit("kubectl not found: source .cluster/env first")
-
-
-def _required(name: str) -> str:
-    return os.environ.get(name) or sys.exit(f"{name} is not set: source .cluster/env first")
-
-
 def repetition(namespace: str, simulator: Simulator, prometheus_url: str) -> Step:
     apps = client.AppsV1Api()
 
@@ -193,10 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args(argv)
-    kubeconfig = Path(_required("KUBECONFIG"))
-    prometheus_url = _required("PROMETHEUS_URL")
-    targets = _required("PROMETHEUS_TARGETS_DIR")
-    cluster = Cluster(kubeconfig, _kubectl(), prometheus_url)
+    kubeconfig = Path(required("KUBECONFIG"))
+    prometheus_url = required("PROMETHEUS_URL")
+    targets = required("PROMETHEUS_TARGETS_DIR")
+    cluster = Cluster(kubeconfig, kubectl_path(), prometheus_url)
     config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
     cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-load-step-"))
@@ -205,36 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     processes: list[ManagedProcess] = []
     steps: list[Step] = []
     try:
-        port = free_port()
-        simulator_args = python_module(
-            "aipolicy.sim",
-            "serve",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--port",
-            str(port),
-            "--targets-dir",
-            targets,
-            "--tick",
-            "0.5",
-        )
-        process = ManagedProcess(simulator_args, dict(os.environ), logs / "simulator.log").start()
-        processes.append(process)
-        simulator = Simulator(f"http://127.0.0.1:{port}", process)
-        wait_until("the simulator", simulator.healthy, timeout=60)
+        simulator = start_simulator(kubeconfig, targets, logs, processes)
         simulator.configure(namespace, SERVICE, CAPACITY)
-        operator_args = python_module(
-            "aipolicy",
-            "run",
-            "--metrics-port",
-            "0",
-            "--namespace",
-            namespace,
-            "--prometheus-url",
-            prometheus_url,
-        )
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        processes.append(ManagedProcess(operator_args, env, logs / "operator.log").start())
+        start_operator(namespace, prometheus_url, kubeconfig, logs, processes)
         cluster.apply(_service(), namespace)
         for _ in range(args.repetitions):
             steps.append(repetition(namespace, simulator, prometheus_url))
