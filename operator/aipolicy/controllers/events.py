@@ -83,6 +83,34 @@ def write_status(patch: kopf.Patch, old_status: dict[str, Any], new: dict[str, A
         patch.status.update(merge_patch(old_status, new))
 
 
+def invalid_spec_status(
+    old_status: dict[str, Any], message: str, generation: int, now: datetime
+) -> tuple[dict[str, Any], StatusConditions]:
+    """The status of an object whose spec cannot be acted on, and its conditions (which knows
+    what changed, for events).
+
+    Ready=False with reason InvalidSpec, kept beside the other conditions, and
+    observedGeneration at the generation read: kstatus and Argo CD wait for it to reach
+    metadata.generation before they believe any condition, so without it an invalid object
+    looks forever in progress rather than failed. The rest of status stays as last written.
+    """
+    previous = []
+    for raw in old_status.get("conditions") or []:
+        try:
+            previous.append(Condition.model_validate(raw))
+        except ValueError:
+            continue  # a condition an older operator wrote: dropped rather than fatal
+    conditions = StatusConditions(previous, generation, now)
+    conditions.set("Ready", "False", "InvalidSpec", message)
+    new = {
+        **old_status,
+        "observedGeneration": generation,
+        "conditions": [json_dict(c) for c in conditions.conditions],
+    }
+    new.pop("kopf", None)
+    return new, conditions
+
+
 def report_invalid_spec(
     body: kopf.Body,
     patch: kopf.Patch,
@@ -91,16 +119,9 @@ def report_invalid_spec(
     warn_when: dict[str, ConditionStatus],
     now: datetime,
 ) -> None:
-    """Ready=False with reason InvalidSpec, kept beside the other conditions, and one event
-    when it appears; status is written only when it changed (no retry loop)."""
-    previous = []
-    for raw in old_status.get("conditions") or []:
-        try:
-            previous.append(Condition.model_validate(raw))
-        except ValueError:
-            continue  # a condition an older operator wrote: dropped rather than fatal
-    conditions = StatusConditions(previous, int(body.metadata.get("generation") or 0), now)
-    conditions.set("Ready", "False", "InvalidSpec", message)
+    """Writes :func:`invalid_spec_status`, with one event when InvalidSpec appears; status is
+    written only when it changed (no retry loop)."""
+    generation = int(body.metadata.get("generation") or 0)
+    new, conditions = invalid_spec_status(old_status, message, generation, now)
     conditions.post_changes(body, warn_when)
-    new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
     write_status(patch, old_status, new)
