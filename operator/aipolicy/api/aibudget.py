@@ -163,13 +163,17 @@ class AIBudgetStatus(ApiStatus):
     state: BudgetState = "Unknown"
     """Ok, Warning, Degraded, Exceeded, or Unknown."""
     spent: str = "0"
-    """Spend so far this period, in spec.currency."""
+    """Spend so far this period, in spec.currency, exact to 6 places (for machines: the next evaluation adds to it)."""
+    spent_display: str = ""
+    """spent in the currency's usual precision (2 places for USD and EUR, none for JPY), as the SPENT column shows it."""
     limit: str = ""
     """The limit (copied for kubectl get)."""
     percent_used: int = 0
     """spent / limit, in percent, rounded down."""
     forecast: str = ""
-    """Projected spend at the period's end."""
+    """Projected spend at the period's end, exact to 6 places."""
+    forecast_display: str = ""
+    """forecast in the currency's usual precision, as the FORECAST column shows it."""
     burn_rate_per_hour: str = ""
     """Spend per hour over the forecast window."""
     period_start: datetime | None = None
@@ -201,7 +205,8 @@ class AIBudget(ApiModel):
 
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Spent", "type": "string", "jsonPath": ".status.spent"},
+    # People read the currency's usual precision; status.spent and status.forecast keep 6 places.
+    {"name": "Spent", "type": "string", "jsonPath": ".status.spentDisplay"},
     {"name": "Limit", "type": "string", "jsonPath": ".spec.limit"},
     {
         "name": "Used",
@@ -209,7 +214,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.percentUsed",
         "description": "percent of the limit",
     },
-    {"name": "Forecast", "type": "string", "jsonPath": ".status.forecast"},
+    {"name": "Forecast", "type": "string", "jsonPath": ".status.forecastDisplay"},
     {"name": "State", "type": "string", "jsonPath": ".status.state"},
     {"name": "Currency", "type": "string", "jsonPath": ".spec.currency", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

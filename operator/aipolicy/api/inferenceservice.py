@@ -131,16 +131,22 @@ class Provider(ApiModel):
 
 
 class Pricing(ApiModel):
-    """What this service costs. Money is a decimal string, never a float."""
+    """What this service costs. Money is a decimal string, never a float.
+
+    A self-hosted service (serving) is charged GPU-hours x gpuHour only; an API-backed one
+    (provider) tokens x the prices per million only. Token prices on a self-hosted service are
+    for comparison with API providers and are never added to spend: its GPUs are already paid
+    for by the hour, so adding them would charge every token twice.
+    """
 
     currency: Currency = "USD"
     """An ISO 4217 code such as USD or EUR."""
     gpu_hour: Money | None = None
-    """Price of one GPU for one hour (self-hosted)."""
+    """Price of one GPU for one hour. What a self-hosted service is charged: GPU-hours held by its running pods x this, busy or idle. Unused for a provider."""
     input_per_million_tokens: Money | None = None
-    """Price of one million prompt tokens (API-backed; optional for self-hosted, to compare)."""
+    """Price of one million prompt tokens. Charged for a provider; on a self-hosted service for comparison only, never added to spend."""
     output_per_million_tokens: Money | None = None
-    """Price of one million generated tokens."""
+    """Price of one million generated tokens. Charged for a provider; on a self-hosted service for comparison only, never added to spend."""
 
 
 class ScalingMetric(ApiModel):

@@ -48,6 +48,7 @@ from aipolicy.policy.observations import Unavailable
 from aipolicy.policy.spend import (
     ServiceCost,
     ServiceUsage,
+    billed_pricing,
     cost_source_cost,
     display_money,
     service_cost,
@@ -148,7 +149,7 @@ async def service_costs(
             output_tokens=outputs.reading_or_zero_when_answered(key),
             gpu_hours=gpus.reading_or_zero_when_answered(key),
         )
-        costs[isvc.metadata.name] = service_cost(isvc.spec.pricing, usage)
+        costs[isvc.metadata.name] = service_cost(billed_pricing(isvc.spec), usage)
     return costs
 
 
@@ -287,7 +288,7 @@ async def evaluate_aibudget(
             type="Normal" if threshold.action == "Notify" else "Warning",
             reason=f"Threshold{threshold.action}",
             message=(
-                f"spent {display_money(evaluation.spent)} {spec.currency} of {spec.limit} "
+                f"spent {display_money(evaluation.spent, spec.currency)} {spec.currency} of {spec.limit} "
                 f"({evaluation.percent_used}%): reached {threshold.percent}%, {action_text}"
             ),
         )
@@ -331,7 +332,7 @@ async def evaluate_aibudget(
         evaluation.message,
     )
     inputs: list[ConditionUpdate] = [
-        pricing_condition({s.metadata.name: s.spec.pricing for s in services}),
+        pricing_condition({s.metadata.name: billed_pricing(s.spec) for s in services}),
         ready_condition(spec, namespace, [s.metadata.name for s in services], evaluation),
     ]
     for condition in inputs:

@@ -39,6 +39,7 @@ from aipolicy.observe.pods import PodCounts, count_pods
 from aipolicy.policy.cycles import aligned
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import ScalingMemory, ScalingObservation, decide_replicas
+from aipolicy.policy.spend import display_money
 
 PAUSE_ANNOTATION = "aipolicy.dev/autoscaling-paused"
 TICK = Runtime.default_tick()
@@ -164,7 +165,7 @@ def _endpoint(isvc: InferenceService) -> str:
 def _cost_per_hour(isvc: InferenceService, gpus: int) -> str:
     if isvc.spec.pricing.gpu_hour is None:
         return "0"
-    return f"{(Decimal(isvc.spec.pricing.gpu_hour) * gpus).quantize(Decimal('0.01'))}"
+    return display_money(Decimal(isvc.spec.pricing.gpu_hour) * gpus, isvc.spec.pricing.currency)
 
 
 def _scaling_memory(status: InferenceServiceStatus) -> ScalingMemory:

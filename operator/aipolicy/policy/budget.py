@@ -356,10 +356,10 @@ def _decide(
 
 
 def _summary(spec: AIBudgetSpec, spent: Decimal, percent: int, forecast: Decimal | None) -> str:
-    limit = display_money(_limit(spec))
-    text = f"Spent {display_money(spent)} of {limit} {spec.currency} ({percent}%)"
+    limit = display_money(_limit(spec), spec.currency)
+    text = f"Spent {display_money(spent, spec.currency)} of {limit} {spec.currency} ({percent}%)"
     if forecast is not None:
-        text += f", forecast {display_money(forecast)} {spec.currency}"
+        text += f", forecast {display_money(forecast, spec.currency)} {spec.currency}"
     return text
 
 
@@ -517,7 +517,9 @@ def updated_status(
     """``previous`` with every field the evaluation decides, including MetricsAvailable.
 
     The next evaluation reads these back, so write them as given: ``spent`` and the breakdown
-    keep 6 places (they are the checkpoint). The controller adds its other conditions.
+    keep 6 places (they are the checkpoint); ``spentDisplay`` and ``forecastDisplay`` are the
+    same amounts in the currency's usual precision, for kubectl's columns. The controller adds
+    its other conditions.
     """
     ranked = sorted(evaluation.breakdown.items(), key=lambda item: (-item[1], item[0]))
     breakdown = [Spender(name=name, spent=format_money(amount)) for name, amount in ranked]
@@ -534,9 +536,13 @@ def updated_status(
         update={
             "state": evaluation.state,
             "spent": format_money(evaluation.spent),
+            "spent_display": display_money(evaluation.spent, spec.currency),
             "limit": spec.limit,
             "percent_used": evaluation.percent_used,
             "forecast": "" if evaluation.forecast is None else format_money(evaluation.forecast),
+            "forecast_display": ""
+            if evaluation.forecast is None
+            else display_money(evaluation.forecast, spec.currency),
             "burn_rate_per_hour": ""
             if evaluation.burn_rate_per_hour is None
             else format_money(evaluation.burn_rate_per_hour),

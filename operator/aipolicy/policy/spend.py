@@ -11,10 +11,10 @@ Rounding: every amount is a :class:`~decimal.Decimal` quantized to 0.000001 (the
 the API's Money strings) with ROUND_HALF_EVEN, part by part (input, output, GPU, each cost
 source). Totals are exact sums of quantized parts, so a total always equals the sum of its
 breakdown, and accumulating N intervals drifts from one computation over their union by at most
-half a millionth per part per interval. Amounts are shown to people with 2 places
-(:func:`display_money`) but stored with 6 (:func:`format_money`): the stored spend is the
-checkpoint the next evaluation adds to, and rounding it to cents would lose every sub-cent
-interval.
+half a millionth per part per interval. Amounts are shown to people in the currency's usual
+precision, 2 places for most (:func:`display_money`), but stored with 6 (:func:`format_money`):
+the stored spend is the checkpoint the next evaluation adds to, and rounding it to cents would
+lose every sub-cent interval.
 """
 
 from __future__ import annotations
@@ -26,16 +26,18 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localco
 
 from aipolicy.api.aibudget import CostSource
 from aipolicy.api.common import money
-from aipolicy.api.inferenceservice import Pricing
+from aipolicy.api.inferenceservice import InferenceServiceSpec, Pricing
 from aipolicy.policy.observations import Reading, Unavailable, UnavailableReason
 from aipolicy.policy.periods import PeriodWindow, ensure_utc
 
 __all__ = [
+    "CURRENCY_DECIMALS",
     "DISPLAY_QUANTUM",
     "MONEY_CONTEXT",
     "MONEY_QUANTUM",
     "ServiceCost",
     "ServiceUsage",
+    "billed_pricing",
     "cost_source_cost",
     "display_money",
     "format_money",
@@ -49,7 +51,13 @@ __all__ = [
 MONEY_QUANTUM = Decimal("0.000001")
 """Stored amounts have 6 decimal places, as Money strings do (sub-cent token prices)."""
 DISPLAY_QUANTUM = Decimal("0.01")
-"""Amounts shown to people have 2."""
+"""Amounts shown to people have 2, in most currencies."""
+_NO_MINOR_UNIT = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
+_THREE_PLACES = "BHD IQD JOD KWD LYD OMR TND"
+CURRENCY_DECIMALS: dict[str, int] = (
+    dict.fromkeys(_NO_MINOR_UNIT.split(), 0) | dict.fromkeys(_THREE_PLACES.split(), 3) | {"CLF": 4, "UYW": 4}
+)
+"""ISO 4217 minor units of the currencies that do not have 2 (yen has none, dinars have 3)."""
 TOKENS_PER_PRICED_UNIT = Decimal(1_000_000)
 
 # Enough digits that a product of a 12-digit price and a float reading is exact before it is
@@ -92,9 +100,10 @@ def format_money(amount: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def display_money(amount: Decimal) -> str:
-    """The form for people: 2 places, half to even ("12.50")."""
-    return format(amount.quantize(DISPLAY_QUANTUM, context=MONEY_CONTEXT), "f")
+def display_money(amount: Decimal, currency: str = "USD") -> str:
+    """The form for people: the currency's usual places, half to even ("12.50" USD, "1250" JPY)."""
+    quantum = Decimal(1).scaleb(-CURRENCY_DECIMALS.get(currency, 2))
+    return format(amount.quantize(quantum, context=MONEY_CONTEXT), "f")
 
 
 def parse_money(text: str) -> Decimal | None:
@@ -132,12 +141,31 @@ def _priced(reading: Reading, price: str | None, per: Decimal, what: str) -> Dec
         return quantize_money(amount * money(price) / per)
 
 
+def billed_pricing(spec: InferenceServiceSpec) -> Pricing:
+    """The prices a service is charged by; the others are for comparison and count nothing.
+
+    A self-hosted service (spec.serving) pays for its GPUs by the hour, busy or idle: its
+    tokens cost nothing more, so token prices on it (what the same traffic would cost at an
+    API provider) are never added, or every token it served would be paid twice. An
+    API-backed service (spec.provider) pays per token and holds no GPUs.
+    """
+    pricing = spec.pricing
+    if spec.serving is not None:
+        return Pricing(currency=pricing.currency, gpu_hour=pricing.gpu_hour)
+    return Pricing(
+        currency=pricing.currency,
+        input_per_million_tokens=pricing.input_per_million_tokens,
+        output_per_million_tokens=pricing.output_per_million_tokens,
+    )
+
+
 def service_cost(pricing: Pricing, usage: ServiceUsage) -> ServiceCost | Unavailable:
     """Tokens * price per million (input and output apart) + GPU-hours * gpuHour.
 
-    A part without a price counts 0 and needs no reading (a provider has no GPU-hours, a
-    self-hosted server may price tokens at nothing). A priced part whose reading is unavailable
-    makes the whole cost unavailable: a partial cost would be under-counted spend.
+    ``pricing`` is what the service is billed by (:func:`billed_pricing`): GPU-hours for a
+    self-hosted service, tokens for an API-backed one. A part without a price counts 0 and needs
+    no reading. A priced part whose reading is unavailable makes the whole cost unavailable: a
+    partial cost would be under-counted spend.
     """
     per_m = TOKENS_PER_PRICED_UNIT
     input_ = _priced(usage.input_tokens, pricing.input_per_million_tokens, per_m, "input tokens")
