@@ -29,7 +29,7 @@ class Trigger(ApiModel):
     """One condition under which the target is unhealthy."""
 
     type: TriggerType
-    """ErrorRate, Latency, Unavailable (no ready replicas or the provider failing), GPUShortage (pods Pending for lack of GPUs), Budget (a budget's state), or PromQL."""
+    """ErrorRate, Latency, Unavailable (no ready replicas or the provider failing), GPUShortage (the target's pods Pending for lack of its GPU resource, serving.gpu.resourceName; not for memory, CPU or a taint), Budget (a budget's state), or PromQL."""
     threshold: float | None = Field(default=None, ge=0)
     """ErrorRate: the failing share of requests (0 to 1); Latency: seconds; PromQL: fire when the query's value is above it."""
     window: Duration = "1m"

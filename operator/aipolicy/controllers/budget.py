@@ -44,7 +44,7 @@ from aipolicy.policy.budget import (
     updated_status,
 )
 from aipolicy.policy.cycles import aligned
-from aipolicy.policy.observations import Unavailable
+from aipolicy.policy.observations import Unavailable, Value
 from aipolicy.policy.spend import (
     ServiceCost,
     ServiceUsage,
@@ -99,13 +99,21 @@ def selected_services(
     return found
 
 
-Usage = tuple[GroupedResult, GroupedResult, GroupedResult]
-"""Input tokens, output tokens and GPU-hours, by (namespace, service)."""
+Usage = tuple[GroupedResult, GroupedResult, dict[str, GroupedResult]]
+"""Input tokens, output tokens, and GPU-hours by GPU resource name, by (namespace, service)."""
 
 
-async def _usage(rt: Runtime, window: str, at: datetime, *, accounting: bool) -> Usage:
+def _gpu_resource(isvc: InferenceService) -> str | None:
+    """The resource that counts the service's GPUs; None for an API-backed service."""
+    return isvc.spec.serving.gpu.resource_name if isvc.spec.serving is not None else None
+
+
+async def _usage(
+    rt: Runtime, window: str, at: datetime, gpu_resources: set[str], *, accounting: bool
+) -> Usage:
     """Usage over (at - window, at]: for accounting, counter growth that adds up exactly from
-    one evaluation to the next and bridges scrape gaps; for a rate, plain increase()."""
+    one evaluation to the next and bridges scrape gaps; for a rate, plain increase(). GPU-hours
+    take one query per GPU resource in use (nvidia.com/gpu, amd.com/gpu...)."""
     assert rt.prometheus is not None
     names = rt.metric_names
 
@@ -114,10 +122,14 @@ async def _usage(rt: Runtime, window: str, at: datetime, *, accounting: bool) ->
             return presets.token_growth(names, which, window, GAP_LOOKBACK)
         return presets.token_increase(names, which, window)
 
+    gpus = {
+        resource: await rt.prometheus.grouped(presets.gpu_hours(window, resource_name=resource), at)
+        for resource in sorted(gpu_resources)
+    }
     return (
         await rt.prometheus.grouped(tokens("input"), at),
         await rt.prometheus.grouped(tokens("output"), at),
-        await rt.prometheus.grouped(presets.gpu_hours(window), at),
+        gpus,
     )
 
 
@@ -130,8 +142,9 @@ async def service_costs(
     *,
     accounting: bool = True,
 ) -> dict[str, ServiceCost | Unavailable]:
-    """Each service's cost over (at - window, at], from three batched queries."""
-    inputs, outputs, gpus = await _usage(rt, window, at, accounting=accounting)
+    """Each service's cost over (at - window, at], from batched queries."""
+    resources = {r for r in map(_gpu_resource, services) if r is not None}
+    inputs, outputs, gpus = await _usage(rt, window, at, resources, accounting=accounting)
     costs: dict[str, ServiceCost | Unavailable] = {}
     for isvc in services:
         key = (isvc.metadata.namespace, isvc.metadata.name)
@@ -142,12 +155,14 @@ async def service_costs(
                 f"the budget in {spec.currency}",
             )
             continue
+        resource = _gpu_resource(isvc)
         usage = ServiceUsage(
             service=isvc.metadata.name,
             # counters summed over pods: an answered query without a series means no usage
             input_tokens=inputs.reading_or_zero_when_answered(key),
             output_tokens=outputs.reading_or_zero_when_answered(key),
-            gpu_hours=gpus.reading_or_zero_when_answered(key),
+            # an API-backed service holds no GPUs (and is not billed for any)
+            gpu_hours=Value(0.0) if resource is None else gpus[resource].reading_or_zero_when_answered(key),
         )
         costs[isvc.metadata.name] = service_cost(billed_pricing(isvc.spec), usage)
     return costs

@@ -15,7 +15,7 @@ import kopf
 
 from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
 from aipolicy.api.fallbackpolicy import FallbackPolicy, Trigger
-from aipolicy.api.inferenceservice import InferenceServiceStatus
+from aipolicy.api.inferenceservice import GPU, InferenceServiceStatus
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
 from aipolicy.controllers.events import StatusConditions, report_invalid_spec, write_status
@@ -82,6 +82,12 @@ async def _request_reading(rt: Runtime, query: str, key: Key, out_of_rotation: b
     return reading
 
 
+def _gpu_resource(target: dict[str, Any] | None) -> str:
+    """The extended resource that counts the target's GPUs (serving.gpu.resourceName)."""
+    serving = ((target or {}).get("spec") or {}).get("serving") or {}
+    return str((serving.get("gpu") or {}).get("resourceName") or GPU.model_fields["resource_name"].default)
+
+
 async def observe_triggers(
     rt: Runtime,
     policy: FallbackPolicy,
@@ -96,7 +102,17 @@ async def observe_triggers(
     observations = []
     for trigger in policy.spec.triggers:
         observations.append(
-            await _observe(rt, trigger, key, status, provider_backed, out_of_rotation, pods, budgets)
+            await _observe(
+                rt,
+                trigger,
+                key,
+                status,
+                provider_backed,
+                out_of_rotation,
+                pods,
+                budgets,
+                gpu_resource=_gpu_resource(target),
+            )
         )
     return observations
 
@@ -110,6 +126,8 @@ async def _observe(
     out_of_rotation: bool,
     pods: list[dict[str, Any]],
     budgets: list[dict[str, Any]],
+    *,
+    gpu_resource: str,
 ) -> TriggerObservation:
     names = rt.metric_names
     if trigger.type == "Budget":
@@ -121,7 +139,8 @@ async def _observe(
         state = (budget.get("status") or {}).get("state") or "Unknown"
         return TriggerObservation(Value(0.0), budget_state=state)
     if trigger.type == "GPUShortage":
-        return TriggerObservation(Value(float(count_pods(pods).unschedulable)))
+        # only pods Pending for lack of the target's own GPU resource: not memory, not a taint
+        return TriggerObservation(Value(float(count_pods(pods, gpu_resource).short_of_gpus)))
     if trigger.type == "Unavailable":
         if status is None:
             return TriggerObservation(Unavailable("NoData", "the target does not exist"))

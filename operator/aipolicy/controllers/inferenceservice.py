@@ -36,6 +36,7 @@ from aipolicy.kube import children
 from aipolicy.kube.children import HASH_ANNOTATION, Backend
 from aipolicy.observe import presets
 from aipolicy.observe.pods import PodCounts, count_pods
+from aipolicy.observe.unschedulable import UNSCHEDULABLE
 from aipolicy.policy.cycles import aligned
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import ScalingMemory, ScalingObservation, decide_replicas
@@ -443,10 +444,11 @@ async def _reconcile_serving(
         if decision.capacity_available:
             conditions.set("CapacityAvailable", "True", "CapacityFound", "every replica could be scheduled")
         else:
+            # the scheduler's reason, not always GPUs: memory, CPU, a taint, a selector
             conditions.set(
                 "CapacityAvailable",
                 "False",
-                "InsufficientGPU",
+                pods.unschedulable_reason or UNSCHEDULABLE,
                 f"{decision.capacity_shortfall} replica(s) cannot be scheduled: "
                 f"{pods.unschedulable_message}".strip(),
             )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from aipolicy.observe.unschedulable import INSUFFICIENT_GPU, unschedulable_reason
 
 
 @dataclass(frozen=True)
@@ -15,10 +18,15 @@ class PodCounts:
     unschedulable: int = 0
     gpus_held: int = 0
     unschedulable_message: str = ""
+    """The scheduler's message about one pod Pending for :attr:`unschedulable_reason`."""
     failing: int = 0
     """Pods whose containers cannot start (a subset of ``starting``): a wrong image, a crash
     loop. They still count as starting, so the scaler adds no replicas that would fail alike."""
     failing_message: str = ""
+    unschedulable_reason: str = ""
+    """Why most unschedulable pods are Pending (observe/unschedulable.py), such as InsufficientGPU."""
+    short_of_gpus: int = 0
+    """Unschedulable pods whose reason is a shortage of the service's GPU resource."""
 
 
 # What the kubelet reports while a container cannot start; none of them cures itself by waiting
@@ -64,9 +72,15 @@ def _gpus(pod: Mapping[str, Any], resource_name: str) -> int:
 
 
 def count_pods(pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.com/gpu") -> PodCounts:
-    """Terminating pods are ignored: they are capacity on its way out."""
+    """Terminating pods are ignored: they are capacity on its way out.
+
+    ``gpu_resource`` is the service's serving.gpu.resourceName: the GPUs held, and which
+    unschedulable pods lack GPUs rather than memory, CPU or a toleration.
+    """
     total = ready = starting = unschedulable = gpus = failing = 0
-    message = failing_message = ""
+    failing_message = ""
+    reasons: Counter[str] = Counter()
+    messages: dict[str, str] = {}
     for pod in pods:
         if pod.get("metadata", {}).get("deletionTimestamp"):
             continue
@@ -82,7 +96,10 @@ def count_pods(pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.co
             and scheduled.get("reason") == "Unschedulable"
         ):
             unschedulable += 1
-            message = str(scheduled.get("message", ""))
+            said = str(scheduled.get("message", ""))
+            reason = unschedulable_reason(said, gpu_resource)
+            reasons[reason] += 1
+            messages.setdefault(reason, said)
         elif phase in ("Pending", "Running"):
             starting += 1
             failure = _failure(pod)
@@ -91,4 +108,17 @@ def count_pods(pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.co
                 failing_message = failing_message or failure
         if pod.get("spec", {}).get("nodeName") and phase in ("Pending", "Running"):
             gpus += _gpus(pod, gpu_resource)
-    return PodCounts(total, ready, starting, unschedulable, gpus, message, failing, failing_message)
+    # the reason of the most pods; a tie goes to the first seen
+    reason = max(reasons, key=lambda r: reasons[r], default="")
+    return PodCounts(
+        total,
+        ready,
+        starting,
+        unschedulable,
+        gpus,
+        messages.get(reason, ""),
+        failing,
+        failing_message,
+        unschedulable_reason=reason,
+        short_of_gpus=reasons[INSUFFICIENT_GPU],
+    )

@@ -7,6 +7,7 @@ PodMonitor in manifests/) labels model-server series with the InferenceService's
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from aipolicy.api.common import parse_duration
@@ -112,11 +113,22 @@ def token_growth(names: MetricNames, which: str, window: str, lookback: str) -> 
     return f"{counter_growth(own, window, lookback)} or {counter_growth(gateway, window, lookback)}"
 
 
-def gpus_held() -> str:
-    """GPUs requested by running pods, per service (kube-state-metrics, as in a real cluster)."""
+def ksm_resource(resource_name: str) -> str:
+    """A resource name as kube-state-metrics labels it: every character outside [a-zA-Z0-9_]
+    becomes `_` (Prometheus label-value sanitising), so amd.com/gpu is amd_com_gpu."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", resource_name)
+
+
+def gpus_held(resource_name: str = "nvidia.com/gpu") -> str:
+    """GPUs requested by running pods, per service (kube-state-metrics, as in a real cluster).
+
+    ``resource_name`` is the services' serving.gpu.resourceName (nvidia.com/gpu, amd.com/gpu,
+    gpu.intel.com/i915...): one query per resource in use, each service reading its own.
+    """
+    resource = ksm_resource(resource_name)
     return (
         f"sum by ({BY}) (label_replace("
-        'kube_pod_container_resource_requests{resource="nvidia_com_gpu"}'
+        f'kube_pod_container_resource_requests{{resource="{resource}"}}'
         ' * on (namespace, pod) group_left() (kube_pod_status_phase{phase="Running"} == 1)'
         " * on (namespace, pod) group_left(label_aipolicy_dev_service)"
         ' kube_pod_labels{label_aipolicy_dev_service!=""},'
@@ -124,7 +136,7 @@ def gpus_held() -> str:
     )
 
 
-def gpu_hours(window: str, step_seconds: int = 5) -> str:
+def gpu_hours(window: str, step_seconds: int = 5, resource_name: str = "nvidia.com/gpu") -> str:
     """GPU-hours held in the window: GPUs held, sampled every step, times the step's hours.
 
     A sum rather than an average, so a pod that ran half the window counts half. Subquery steps
@@ -134,4 +146,5 @@ def gpu_hours(window: str, step_seconds: int = 5) -> str:
     off the window makes it (t - window, t] on every Prometheus version.
     """
     open_left = max(round(parse_duration(window).total_seconds() * 1000) - 1, 1)
-    return f"sum_over_time(({gpus_held()})[{open_left}ms:{step_seconds}s]) * {step_seconds / 3600:.9f}"
+    held = gpus_held(resource_name)
+    return f"sum_over_time(({held})[{open_left}ms:{step_seconds}s]) * {step_seconds / 3600:.9f}"

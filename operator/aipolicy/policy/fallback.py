@@ -101,7 +101,8 @@ class TriggerObservation:
 
     value: Reading
     """ErrorRate: failing share; Latency: seconds; Unavailable: ready replicas (or 1/0 provider
-    healthy); GPUShortage: unschedulable pods; Budget: not used; PromQL: the query's value."""
+    healthy); GPUShortage: pods Pending for lack of the target's GPU resource; Budget: not used;
+    PromQL: the query's value."""
     budget_state: str | None = None
     """Budget triggers: the named budget's status.state; None if the budget does not exist."""
 
