@@ -4,13 +4,20 @@ the field and says what is expected, `kubectl get ai` and `kubectl explain` docu
 from __future__ import annotations
 
 import copy
+import json
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
+from aipolicy.api.aibudget import AIBudgetSpec
+from aipolicy.api.fallbackpolicy import FallbackPolicySpec
+from aipolicy.api.inferenceservice import InferenceServiceSpec
 from tests.e2e.cluster import REPO, Cluster
 
 SAMPLES = sorted((REPO / "manifests" / "samples").glob("*.yaml"))
@@ -541,9 +548,25 @@ def test_invalid_manifest_is_refused_with_a_message_naming_the_field(
         assert words in result.stderr, f"{case}: {words!r} not in {result.stderr!r}"
 
 
+SPEC_MODELS: dict[str, type[BaseModel]] = {
+    "InferenceService": InferenceServiceSpec,
+    "AIBudget": AIBudgetSpec,
+    "FallbackPolicy": FallbackPolicySpec,
+}
+
+
 def test_the_invalid_table_is_large_and_each_base_is_valid() -> None:
+    """Each refusal must be the edit's doing: the base parses with its kind's model, and the
+    edit changes it (an edit that changes nothing would test the base, not the rule)."""
     assert len(INVALID) >= 40
-    assert {c[1] for c in INVALID} == {"InferenceService", "AIBudget", "FallbackPolicy"}
+    assert {c[1] for c in INVALID} == set(SPEC_MODELS)
+    assert len({c[0] for c in INVALID}) == len(INVALID), "case ids must be unique"
+    for case, kind, base, edit, expected in INVALID:
+        SPEC_MODELS[kind].model_validate(base)  # raises, naming the field, if a base is invalid
+        edited = copy.deepcopy(base)
+        edit(edited)
+        assert edited != base, f"{case}: the edit changes nothing"
+        assert expected and all(expected), f"{case}: nothing to look for in the refusal"
 
 
 @pytest.mark.usefixtures("crds_installed")
@@ -604,6 +627,71 @@ def test_kubectl_get_ai_lists_all_three_kinds_with_their_columns(cluster: Cluste
         assert name in output
     for short in ("aisvc", "aib", "fbp"):
         assert cluster.kubectl("get", short, "-n", namespace, "-o", "name").stdout.strip()
+
+    # Each column shows the field it names: statuses as the operator writes them, read back
+    # through kubectl's columns (a wrong jsonPath shows <none> or another field's value).
+    statuses = {
+        ("aisvc", "big"): {
+            "mode": "Fallback",
+            "readyReplicas": 2,
+            "desiredReplicas": 3,
+            "gpus": 4,
+            "costPerHour": "10.00",
+        },
+        ("aib", "team"): {
+            "spent": "1.682039",
+            "spentDisplay": "1.68",
+            "percentUsed": 1,
+            "forecast": "145.771904",
+            "forecastDisplay": "145.77",
+            "state": "Warning",
+        },
+        ("fbp", "big-fallback"): {
+            "active": True,
+            "activeBackend": "service/small",
+            "since": (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "transitions": 7,
+        },
+    }
+    for (short, name), status in statuses.items():
+        cluster.kubectl(
+            "patch", short, name, "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}),
+        )  # fmt: skip
+    service = _row(cluster, namespace, "aisvc", "big", wide=True)
+    assert {k: service[k] for k in ("MODE", "READY", "DESIRED", "GPUS", "COST/H", "MODEL")} == {
+        "MODE": "Fallback",
+        "READY": "2",
+        "DESIRED": "3",
+        "GPUS": "4",
+        "COST/H": "10.00",
+        "MODEL": "m",
+    }
+    budget = _row(cluster, namespace, "aib", "team", wide=True)
+    assert {k: budget[k] for k in ("SPENT", "LIMIT", "USED", "FORECAST", "STATE", "CURRENCY")} == {
+        "SPENT": "1.68",
+        "LIMIT": "100",
+        "USED": "1",
+        "FORECAST": "145.77",
+        "STATE": "Warning",
+        "CURRENCY": "USD",
+    }
+    policy = _row(cluster, namespace, "fbp", "big-fallback", wide=True)
+    assert {k: policy[k] for k in ("TARGET", "ACTIVE", "BACKEND", "SINCE", "TRANSITIONS")} == {
+        "TARGET": "big",
+        "ACTIVE": "true",
+        "BACKEND": "service/small",
+        "SINCE": "3h",  # a date column shows the age of status.since
+        "TRANSITIONS": "7",
+    }
+
+
+def _row(cluster: Cluster, namespace: str, kind: str, name: str, *, wide: bool = False) -> dict[str, str]:
+    """One object's row of `kubectl get`, keyed by the headers (columns are 2+ spaces apart;
+    an empty value shows as <none>, never as a gap)."""
+    args = ["get", kind, name, "-n", namespace] + (["-o", "wide"] if wide else [])
+    header, row = cluster.kubectl(*args).stdout.splitlines()[:2]
+    return dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", row.strip()), strict=True))
 
 
 def _leaf_paths(schema: dict[str, Any], prefix: str) -> list[str]:

@@ -64,6 +64,10 @@ def _deployment_replicas(cluster: Cluster, namespace: str, name: str) -> int | N
     return None if deployment is None else int(deployment["spec"].get("replicas", 0))
 
 
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _traffic(rate: float) -> dict[str, Any]:
     return {"kind": "constant", "rate": rate, "duration": 900, "promptTokens": 200, "outputTokens": 60}
 
@@ -265,38 +269,67 @@ def test_pausing_autoscaling_with_an_annotation(
 
 
 def test_restarting_the_operator_mid_scale_up_loses_nothing_and_repeats_nothing(
-    cluster: Cluster, namespace: str, simulator: Simulator, operator_process: OperatorFactory
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    prometheus: Prometheus,
+    operator_process: OperatorFactory,
 ) -> None:
     simulator.configure(namespace, "steady", CAPACITY)
     first = operator_process(namespace)
-    # slow cold starts: the kill lands while new replicas are still starting
-    cluster.apply(
-        _isvc(
-            "steady",
-            cold_start="20s",
-            minReplicas=1,
-            maxReplicas=4,
-            maxScaleUpStep=2,
-            metric={"type": "QueueDepth", "target": 5},
-        ),
-        namespace,
+    # Slow cold starts: the kill lands while new replicas are still starting. Requests in flight
+    # on the one ready replica saturate at its 16 slots and stay there until the new replicas
+    # are Ready: a steady signal, so any further step during the cold start is a cascade.
+    # (Waiting requests would not do: a backlog that grows while replicas start is more load,
+    # and the policy follows it by design.)
+    steady = _isvc(
+        "steady",
+        cold_start="30s",
+        minReplicas=1,
+        maxReplicas=6,
+        maxScaleUpStep=4,
+        metric={"type": "RequestsInFlight", "target": 5},
     )
+    cluster.apply(steady, namespace)
     wait_until(
         "one ready replica",
         lambda: _status(cluster, namespace, "steady").get("readyReplicas") == 1,
         timeout=60,
     )
+    # paused until the load is in Prometheus whole, so the first decision sees all of it
+    cluster.kubectl(
+        "-n", namespace, "annotate", "inferenceservice", "steady", "aipolicy.dev/autoscaling-paused=true"
+    )
+    wait_until(
+        "ScalingActive=False Paused",
+        lambda: _condition(_status(cluster, namespace, "steady"), "ScalingActive").get("reason") == "Paused",
+        timeout=30,
+    )
     simulator.traffic(namespace, "steady", _traffic(30))
+    running = f'sum(vllm:num_requests_running{{namespace="{namespace}",service="steady"}})'
+    wait_until("the ready replica saturated", lambda: prometheus.value(running) == 16, timeout=60)
+    loaded_at = datetime.now(UTC)
+    cluster.kubectl(
+        "-n", namespace, "annotate", "inferenceservice", "steady", "aipolicy.dev/autoscaling-paused-"
+    )
     wait_until(
         "a scale-up under way",
         lambda: (_deployment_replicas(cluster, namespace, "steady") or 0) >= 3,
         timeout=90,
     )
     before = _status(cluster, namespace, "steady")
+    first_up = next(d for d in before["decisions"] if d["to"] > d["from"] and _time(d["time"]) >= loaded_at)
+    # the first scale-up's replicas are starting until this (kwok's ready-delay, from the decision)
+    warm_at = _time(first_up["time"]) + timedelta(seconds=30)
     first.kill()
 
     operator_process(namespace)
-    time.sleep(12)
+    seen: list[int | None] = []
+    stop = time.monotonic() + 12
+    while time.monotonic() < stop:
+        if datetime.now(UTC) < warm_at:
+            seen.append(_deployment_replicas(cluster, namespace, "steady"))
+        time.sleep(0.5)
     after = _status(cluster, namespace, "steady")
     # the history survived the restart: every earlier decision still in the window is kept
     kept = [d for d in before["decisions"] if d["time"] >= after["decisions"][0]["time"]]
@@ -304,8 +337,12 @@ def test_restarting_the_operator_mid_scale_up_loses_nothing_and_repeats_nothing(
     assert (_deployment_replicas(cluster, namespace, "steady") or 0) >= 3
     ups = [(d["from"], d["to"]) for d in after["decisions"] if d["to"] > d["from"]]
     assert len(ups) == len(set(ups)), f"a scale-up was repeated: {ups}"
-    # no cascade: while replicas were starting, no further step was taken
-    assert max(to for _, to in ups) <= 4
+    # No cascade: while the first scale-up's replicas were starting, the new ones count as
+    # capacity on its way, so replicas stay at that count (before the kill and after the
+    # restart); only once they are Ready may load ask for more.
+    during = [d for d in after["decisions"] if _time(first_up["time"]) <= _time(d["time"]) < warm_at]
+    assert during and all(d["to"] == first_up["to"] for d in during), (first_up, after["decisions"])
+    assert seen and all(replicas == first_up["to"] for replicas in seen), (first_up, seen)
     simulator.stop_traffic(namespace, "steady")
 
 

@@ -34,6 +34,20 @@ PREEMPTION = " preemption: 0/4 nodes are available: 4 Preemption is not helpful 
             id="a tainted control plane does not hide a GPU shortage",
         ),
         pytest.param(
+            "0/4 nodes are available: 1 Insufficient amd.com/gpu, 3 node(s) didn't match Pod's node "
+            "affinity/selector. no new claims to deallocate, preemption: 0/4 nodes are available: 1 No "
+            "preemption victims found for incoming pod, 3 Preemption is not helpful for scheduling.",
+            "amd.com/gpu",
+            INSUFFICIENT_GPU,
+            id="kube-scheduler 1.36, as measured on the local cluster",
+        ),
+        pytest.param(
+            "0/2 nodes are available: 2 Insufficient memory",
+            "nvidia.com/gpu",
+            INSUFFICIENT_MEMORY,
+            id="no full stop at the end",
+        ),
+        pytest.param(
             "0/4 nodes are available: 4 Insufficient amd.com/gpu." + PREEMPTION,
             "amd.com/gpu",
             INSUFFICIENT_GPU,

@@ -58,7 +58,10 @@ _PRECEDENCE = (
     UNTOLERATED_TAINT,
     UNSCHEDULABLE,
 )
-_AVAILABLE = re.compile(r"\d+/\d+ nodes are available: (?P<causes>.*?)(?:\.\s+preemption:|\.?\s*$)", re.S)
+# The causes end at the first full stop: what follows ("preemption: ...", and on Kubernetes
+# 1.36 "no new claims to deallocate, preemption: ...") is about other things. Resource names
+# have dots too, never followed by a space.
+_AVAILABLE = re.compile(r"\d+/\d+ nodes are available: (?P<causes>.*?)(?:\.(?:\s|$)|$)", re.S)
 _CAUSE = re.compile(r"(?P<count>\d+) (?P<text>.+?)(?=, \d+ |$)", re.S)
 
 
