@@ -284,7 +284,7 @@ def test_restarting_the_operator_mid_scale_up_loses_nothing_and_repeats_nothing(
     # and the policy follows it by design.)
     steady = _isvc(
         "steady",
-        cold_start="30s",
+        cold_start="45s",
         minReplicas=1,
         maxReplicas=6,
         maxScaleUpStep=4,
@@ -320,16 +320,21 @@ def test_restarting_the_operator_mid_scale_up_loses_nothing_and_repeats_nothing(
     before = _status(cluster, namespace, "steady")
     first_up = next(d for d in before["decisions"] if d["to"] > d["from"] and _time(d["time"]) >= loaded_at)
     # the first scale-up's replicas are starting until this (kwok's ready-delay, from the decision)
-    warm_at = _time(first_up["time"]) + timedelta(seconds=30)
+    warm_at = _time(first_up["time"]) + timedelta(seconds=45)
     first.kill()
 
+    restarted_at = datetime.now(UTC)
     operator_process(namespace)
+    # Watch the rest of the cold start, and make sure the restarted operator decided in it
+    # (each evaluation records its recommendation in status): otherwise nothing was tested.
     seen: list[int | None] = []
-    stop = time.monotonic() + 12
-    while time.monotonic() < stop:
-        if datetime.now(UTC) < warm_at:
-            seen.append(_deployment_replicas(cluster, namespace, "steady"))
+    evaluated = False
+    while datetime.now(UTC) < warm_at:
+        seen.append(_deployment_replicas(cluster, namespace, "steady"))
+        recommendations = _status(cluster, namespace, "steady").get("recommendations") or []
+        evaluated = evaluated or any(_time(r["time"]) > restarted_at for r in recommendations)
         time.sleep(0.5)
+    assert evaluated, "the restarted operator made no decision during the cold start"
     after = _status(cluster, namespace, "steady")
     # the history survived the restart: every earlier decision still in the window is kept
     kept = [d for d in before["decisions"] if d["time"] >= after["decisions"][0]["time"]]
