@@ -93,7 +93,12 @@ def test_of_two_policies_on_one_target_only_the_first_by_name_holds_the_front_do
         return status if status.get("mode") == "Normal" and status.get("backend") == "self" else None
 
     wait_until("the large model Normal, serving itself", normal, timeout=30)
-    winner = _status(cluster, "fallbackpolicy", "earlier", namespace)
+
+    def evaluated() -> dict[str, Any] | None:
+        status = _status(cluster, "fallbackpolicy", "earlier", namespace)
+        return status if _condition(status, "FallbackActive").get("reason") == "TriggersClear" else None
+
+    winner = wait_until("the earlier policy evaluated, its trigger clear", evaluated, timeout=30)
     assert winner["active"] is False
     assert _condition(winner, "Ready")["status"] == "True"
     assert _columns(cluster, namespace, "fbp", "later")["ACTIVE"] == "false"
