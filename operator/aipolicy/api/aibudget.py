@@ -89,7 +89,7 @@ class Notification(ApiModel):
     """Where Notify thresholds are also sent."""
 
     webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
-    """An HTTP endpoint that accepts Alertmanager-style webhook payloads (POST, JSON)."""
+    """Where each threshold's alert is POSTed, firing when reached and resolved when spend falls back below it, retried with backoff until delivered. An Alertmanager's /api/v2/alerts gets Alertmanager v2 alerts (a JSON array; firing ones re-sent every minute); any other URL gets Alertmanager's webhook-receiver format (version 4) once per change."""
 
 
 class AIBudgetSpec(ApiModel):
@@ -155,6 +155,35 @@ class Spender(ApiModel):
     """Spend this period."""
 
 
+class AlertDelivery(ApiModel):
+    """One threshold's alert, and whether spec.notification.webhookUrl has it."""
+
+    percent: int
+    """The threshold's percent (one alert per threshold)."""
+    action: Action
+    """The threshold's action."""
+    state: Literal["Firing", "Resolved"]
+    """Firing while spend stays at the threshold (within hysteresis), Resolved once below."""
+    starts_at: datetime
+    """When the threshold was reached."""
+    ends_at: datetime | None = None
+    """When it resolved."""
+    summary: str = ""
+    """The alert's summary annotation."""
+    description: str = ""
+    """The alert's description annotation: the spend when it fired or resolved."""
+    delivered: bool = False
+    """The receiver accepted this state of the alert (HTTP 2xx)."""
+    delivered_at: datetime | None = None
+    """When it last accepted it."""
+    attempts: int = 0
+    """POSTs of this state of the alert so far."""
+    next_attempt: datetime | None = None
+    """When the next POST is due (backoff after a failure)."""
+    last_error: str = ""
+    """Why the last POST failed."""
+
+
 class AIBudgetStatus(ApiStatus):
     """The observed state of an AIBudget."""
 
@@ -190,6 +219,8 @@ class AIBudgetStatus(ApiStatus):
     """The highest threshold action in force: Notify, Degrade, Suspend, or empty."""
     notified_percents: list[int] = Field(default_factory=list)
     """Thresholds already announced this period (so a restart repeats none)."""
+    alerts: list[AlertDelivery] = Field(default_factory=list)
+    """Alerts for spec.notification.webhookUrl: firing ones, and those not yet delivered (kept here so a restart loses none)."""
     conditions: list[Condition] = Field(default_factory=list)
     """Ready (False with NoServicesSelected when spec.selector matches no InferenceService, NoData before any spend is known, InvalidSpec), MetricsAvailable (False when a spend query errs or returns nothing, NaN, a negative value or several series), PricingComplete (False with ZeroPrice when a selected service has no price above zero, so its usage counts 0), ThresholdReached, Degraded, Exceeded."""
 

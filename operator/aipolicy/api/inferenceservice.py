@@ -322,6 +322,8 @@ class InferenceServiceStatus(ApiStatus):
     """The front door clients call."""
     active_backend: str = ""
     """Where the front door sends traffic now."""
+    backend: str = ""
+    """Who serves the front door's traffic now: self (this service), or the fallback that took it over (service/<name>, provider/<host>). Read with mode: a Degraded service may also be served by a fallback."""
     mode_reason: str = ""
     """Why the service is in its mode."""
     mode_since: datetime | None = None
@@ -354,6 +356,12 @@ class InferenceService(ApiModel):
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Mode", "type": "string", "jsonPath": ".status.mode"},
+    {
+        "name": "Backend",
+        "type": "string",
+        "jsonPath": ".status.backend",
+        "description": "who serves the traffic: self, or the fallback that took it over",
+    },
     {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
     {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus"},

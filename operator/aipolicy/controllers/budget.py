@@ -24,7 +24,7 @@ from typing import Any
 
 import kopf
 
-from aipolicy.api.aibudget import AIBudget, AIBudgetSpec, Threshold
+from aipolicy.api.aibudget import AIBudget, AIBudgetSpec, AlertDelivery
 from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import InvalidSpec, read
@@ -35,7 +35,6 @@ from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
 from aipolicy.observe.prometheus import GroupedResult
 from aipolicy.policy.budget import (
-    BudgetEvaluation,
     ConditionUpdate,
     evaluate_budget,
     pricing_condition,
@@ -44,6 +43,14 @@ from aipolicy.policy.budget import (
     updated_status,
 )
 from aipolicy.policy.cycles import aligned
+from aipolicy.policy.notify import (
+    after_attempt,
+    alertmanager_alerts,
+    due_alerts,
+    is_alertmanager,
+    plan_alerts,
+    webhook_payload,
+)
 from aipolicy.policy.observations import Unavailable, Value
 from aipolicy.policy.spend import (
     ServiceCost,
@@ -195,33 +202,8 @@ async def burn_rate(
     return total / hours
 
 
-def _post_webhook(url: str, budget: AIBudget, threshold: Threshold, evaluation: BudgetEvaluation) -> None:
-    """An Alertmanager-style payload (the v4 webhook format receivers accept)."""
-    alert = {
-        "status": "firing",
-        "labels": {
-            "alertname": "AIBudgetThreshold",
-            "namespace": budget.metadata.namespace,
-            "budget": budget.metadata.name,
-            "action": threshold.action,
-            "percent": str(threshold.percent),
-            "severity": "warning" if threshold.action == "Notify" else "critical",
-        },
-        "annotations": {
-            "summary": f"AIBudget {budget.metadata.name} reached {threshold.percent}% ({threshold.action})",
-            "description": evaluation.message,
-        },
-        "startsAt": evaluation.evaluated_at.isoformat(),
-    }
-    payload = {
-        "version": "4",
-        "status": "firing",
-        "receiver": "aipolicy",
-        "groupLabels": {"budget": budget.metadata.name},
-        "commonLabels": alert["labels"],
-        "commonAnnotations": alert["annotations"],
-        "alerts": [alert],
-    }
+def _post_json(url: str, payload: Any) -> None:
+    """POST JSON; raises OSError (urllib's errors are OSErrors) unless the answer is 2xx."""
     request = urllib.request.Request(
         url,
         data=json.dumps(payload).encode(),
@@ -229,7 +211,63 @@ def _post_webhook(url: str, budget: AIBudget, threshold: Threshold, evaluation: 
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=5):
-        pass
+        pass  # urlopen raises HTTPError for 4xx and 5xx
+
+
+async def deliver_alerts(
+    body: kopf.Body, budget: AIBudget, alerts: list[AlertDelivery], now: datetime
+) -> list[AlertDelivery]:
+    """POST the alerts that are due; the alerts with each outcome recorded.
+
+    An Alertmanager gets every due alert in one array; another webhook one payload per alert.
+    One event when an alert's first POST fails and one when it gets through after failing,
+    never one per retry.
+    """
+    url = budget.spec.notification.webhook_url
+    if url is None:
+        return alerts
+    alertmanager = is_alertmanager(url)
+    due = due_alerts(alerts, now, alertmanager=alertmanager)
+    if not due:
+        return alerts
+    ns, name = budget.metadata.namespace, budget.metadata.name
+    batches = [due] if alertmanager else [[alert] for alert in due]
+    outcome: dict[int, str | None] = {}
+    for batch in batches:
+        payload: Any = (
+            alertmanager_alerts(ns, name, batch) if alertmanager else webhook_payload(ns, name, batch[0])
+        )
+        try:
+            await asyncio.to_thread(_post_json, url, payload)
+            error = None
+        except (OSError, ValueError) as failure:
+            error = str(failure) or type(failure).__name__
+        for alert in batch:
+            outcome[alert.percent] = error
+    updated = []
+    for alert in alerts:
+        if alert.percent not in outcome:
+            updated.append(alert)
+            continue
+        error = outcome[alert.percent]
+        after = after_attempt(alert, now, error)
+        what = f"{alert.state.lower()} alert of the {alert.percent}% threshold"
+        if error is not None and (alert.attempts == 0 or alert.delivered):  # the first failure in a row
+            kopf.event(
+                body,
+                type="Warning",
+                reason="NotificationFailed",
+                message=f"POST {url} ({what}): {error}; retrying with backoff",
+            )
+        elif error is None and alert.attempts > 0 and not alert.delivered:
+            kopf.event(
+                body,
+                type="Normal",
+                reason="NotificationDelivered",
+                message=f"POST {url} ({what}) delivered after {after.attempts} attempts",
+            )
+        updated.append(after)
+    return updated
 
 
 @kopf.timer("aipolicy.dev", "v1alpha1", "aibudgets", interval=TICK, initial_delay=1.5)  # type: ignore[arg-type]
@@ -259,6 +297,10 @@ async def evaluate_aibudget(
         and previous.last_evaluated >= at
         and previous.observed_generation == generation
     ):
+        # Not due for an evaluation; an alert may still be due for a retry or a resend.
+        alerts = await deliver_alerts(body, budget, previous.alerts, now)
+        if alerts != previous.alerts:
+            write_status(patch, old_status, {**old_status, "alerts": [json_dict(a) for a in alerts]})
         return
     started = time.monotonic()
     services = selected_services(budget, inferenceservices_by_key)
@@ -308,18 +350,9 @@ async def evaluate_aibudget(
             ),
         )
         metrics.BUDGET_NOTIFICATIONS.labels(namespace, name, threshold.action).inc()
-        if spec.notification.webhook_url and not dry:
-            try:
-                await asyncio.to_thread(
-                    _post_webhook, spec.notification.webhook_url, budget, threshold, evaluation
-                )
-            except OSError as error:
-                kopf.event(
-                    body,
-                    type="Warning",
-                    reason="WebhookFailed",
-                    message=f"POST {spec.notification.webhook_url}: {error}",
-                )
+    status.alerts = await deliver_alerts(
+        body, budget, plan_alerts(previous.alerts, spec, evaluation, now), now
+    )
 
     # the same values updated_status wrote: set again so that a change posts an event
     conditions.set(

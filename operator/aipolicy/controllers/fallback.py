@@ -23,6 +23,7 @@ from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
 from aipolicy.observe.pods import count_pods
+from aipolicy.policy.conflicts import governing_name, stand_down
 from aipolicy.policy.fallback import (
     BackendHealth,
     TriggerObservation,
@@ -235,7 +236,8 @@ async def evaluate_fallback_policy(
     target = one(inferenceservices_by_key, target_key)
     conditions = StatusConditions(policy.status.conditions, generation, now)
 
-    competing = sorted(p["metadata"]["name"] for p in fallbackpolicies_by_target.get(target_key, []))
+    # this policy counts even before the index has it (it is one event behind at creation)
+    governing = governing_name([*fallbackpolicies_by_target.get(target_key, []), body]) or name
     if target is None:
         conditions.set(
             "Ready",
@@ -243,13 +245,16 @@ async def evaluate_fallback_policy(
             "TargetNotFound",
             f"InferenceService {policy.spec.target} does not exist in {namespace}; traffic is not switched",
         )
-    elif len(competing) > 1 and competing[0] != name:
-        conditions.set(
-            "Ready",
-            "False",
-            "Conflict",
-            f"FallbackPolicy {competing[0]} already governs {policy.spec.target}; this one is ignored",
+    elif governing != name:
+        message = (
+            f"FallbackPolicy {governing} governs {policy.spec.target} (of the policies naming one "
+            "target, the first by name does); this one is ignored"
         )
+        conditions.set("Ready", "False", "Conflict", message)
+        conditions.set("FallbackActive", "False", "Conflict", message)
+        conditions.told_elsewhere("FallbackActive")  # the Ready event says the same
+        policy = policy.model_copy(update={"status": stand_down(policy.spec, policy.status)})
+        metrics.FALLBACK_ACTIVE.labels(namespace, name).set(0)
     else:
         triggers = await observe_triggers(
             rt,

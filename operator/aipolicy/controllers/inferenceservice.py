@@ -37,6 +37,7 @@ from aipolicy.kube.children import HASH_ANNOTATION, Backend
 from aipolicy.observe import presets
 from aipolicy.observe.pods import PodCounts, count_pods
 from aipolicy.observe.unschedulable import UNSCHEDULABLE
+from aipolicy.policy.conflicts import governing_policy
 from aipolicy.policy.cycles import aligned
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import ScalingMemory, ScalingObservation, decide_replicas
@@ -150,6 +151,13 @@ def decide_mode(
     return ModeDecision("Normal", "", None, own)
 
 
+def serving_backend(isvc: InferenceService, backend: Backend) -> str:
+    """status.backend: "self" while the service's own pods (or provider) take its traffic,
+    else the fallback that does. The mode alone cannot say it: Degraded by a budget and switched
+    by a FallbackPolicy at once shows as Degraded."""
+    return "self" if backend == _own_backend(isvc) else backend.describe()
+
+
 def _own_backend(isvc: InferenceService) -> Backend:
     if isvc.spec.provider is not None:
         return Backend.provider(isvc.spec.provider.url)
@@ -244,9 +252,10 @@ async def reconcile_inference_service(
         pods_by_service.get(key, []),
         isvc.spec.serving.gpu.resource_name if isvc.spec.serving else "nvidia.com/gpu",
     )
-    policies = list(fallbackpolicies_by_target.get(key, []))
     mode = decide_mode(
-        isvc, list(aibudgets_by_namespace.get(namespace, [])), policies[0] if policies else None
+        isvc,
+        list(aibudgets_by_namespace.get(namespace, [])),
+        governing_policy(list(fallbackpolicies_by_target.get(key, []))),
     )
 
     if isvc.spec.serving is not None:
@@ -287,6 +296,7 @@ async def reconcile_inference_service(
     status.mode = mode.mode
     status.mode_reason = mode.reason
     status.active_backend = mode.backend.describe()
+    status.backend = serving_backend(isvc, mode.backend)
     status.endpoint = _endpoint(isvc)
     status.gpus = pods.gpus_held
     status.cost_per_hour = _cost_per_hour(isvc, pods.gpus_held)

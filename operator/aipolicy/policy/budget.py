@@ -137,6 +137,9 @@ class BudgetEvaluation:
     """Which readings are missing and why; empty when all are there."""
     evaluated_at: datetime
     """The ``now`` of this evaluation (``last_evaluated`` may lag it)."""
+    held_percents: tuple[int, ...] = ()
+    """Thresholds reached, or still within their hysteresis band: their alerts keep firing.
+    Empty when metrics are unavailable (then nothing is known to have resolved)."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,7 @@ class _Decision:
     notified: tuple[int, ...]
     reason: str
     detail: str
+    held: tuple[int, ...]
 
 
 def _decide(
@@ -352,7 +356,9 @@ def _decide(
         if not any(t in reached for t in top):
             floor = min(t.percent for t in top) - h
             detail += f", held until below {floor}% by hysteresis"
-    return _Decision(_STATE_AT[rank], action, new, notified, reason, detail)
+    return _Decision(
+        _STATE_AT[rank], action, new, notified, reason, detail, tuple(sorted(t.percent for t in held))
+    )
 
 
 def _summary(spec: AIBudgetSpec, spent: Decimal, percent: int, forecast: Decimal | None) -> str:
@@ -445,6 +451,7 @@ def _evaluate(
         message=_summary(spec, spent, percent, forecast) + decision.detail + ".",
         metrics_message="",
         evaluated_at=now,
+        held_percents=decision.held,
     )
 
 
