@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -92,3 +93,22 @@ def count_pods(pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.co
         if pod.get("spec", {}).get("nodeName") and phase in ("Pending", "Running"):
             gpus += _gpus(pod, gpu_resource)
     return PodCounts(total, ready, starting, unschedulable, gpus, message, failing, failing_message)
+
+
+def ready_since(pods: Iterable[Mapping[str, Any]]) -> datetime | None:
+    """When the longest-Ready pod (not terminating) became Ready: how long the service's metrics
+    have had to reach Prometheus. None when no pod is Ready."""
+    times: list[datetime] = []
+    for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        ready = _condition(pod, "Ready")
+        if ready is None or ready.get("status") != "True":
+            continue
+        try:
+            at = datetime.fromisoformat(str(ready.get("lastTransitionTime", "")).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if at.tzinfo is not None:
+            times.append(at)
+    return min(times) if times else None
