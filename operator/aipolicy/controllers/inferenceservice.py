@@ -511,13 +511,13 @@ async def _reconcile_serving(
             status.decisions = [*status.decisions, record][-DECISIONS_KEPT:]
             metrics.SCALING_DECISIONS.labels(key[0], key[1], decision.reason).inc()
             kind = "Warning" if decision.reason in ("CapacityLimited",) else "Normal"
-            change = f"would scale {current} -> {desired}" if dry_run else f"{current} -> {desired}"
-            kopf.event(
-                body,
-                type=kind,
-                reason=decision.reason,
-                message=f"{change} replicas: {decision.message}",
-            )
+            if not dry_run:
+                change = f"{current} -> {desired} replicas"
+            elif desired != current:
+                change = f"would scale {current} -> {desired} replicas (DryRun)"
+            else:
+                change = f"would keep the {current} replicas (DryRun)"
+            kopf.event(body, type=kind, reason=decision.reason, message=f"{change}: {decision.message}")
 
     # DryRun: the Deployment keeps its replicas (a new one starts at minReplicas); what was
     # decided is in status.desiredReplicas and the events.
