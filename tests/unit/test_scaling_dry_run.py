@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aipolicy.api.inferenceservice import Scaling
-from aipolicy.policy.scaling import reported_change
+from aipolicy.policy.scaling import applied_replicas, reported_change
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,19 @@ def test_enforcement_defaults_to_enforce_and_refuses_anything_else() -> None:
     assert Scaling(enforcement="DryRun").enforcement == "DryRun"
     with pytest.raises(ValueError, match="enforcement"):
         Scaling.model_validate({"enforcement": "Advise"})
+
+
+@pytest.mark.parametrize(
+    ("dry_run", "desired", "current", "cap", "expected"),
+    [
+        (False, 4, 1, None, 4),  # enforced: the decision
+        (True, 4, 1, None, 1),  # advice: the replicas stay
+        (True, 4, None, None, 2),  # advice, no Deployment yet: minReplicas (2 below)
+        (True, 4, 3, 1, 1),  # an enforced budget's degraded cap still applies
+        (True, 0, 3, 0, 0),  # and so does a suspension
+    ],
+)
+def test_applied_replicas(
+    dry_run: bool, desired: int, current: int | None, cap: int | None, expected: int
+) -> None:
+    assert applied_replicas(dry_run, desired, current, 2, cap) == expected

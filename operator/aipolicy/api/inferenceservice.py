@@ -215,7 +215,7 @@ class Scaling(ApiModel):
     evaluation_interval: Duration = "15s"
     """How often scaling is decided."""
     enforcement: Enforcement = "Enforce"
-    """Enforce sets the Deployment's replicas; DryRun decides and reports (status.desiredReplicas, events) and leaves the replicas as they are."""
+    """Enforce sets the Deployment's replicas; DryRun decides and reports (status.desiredReplicas, events) and leaves the replicas as they are (an enforced budget's or fallback policy's degraded cap still applies)."""
 
     cel_rules = (
         (

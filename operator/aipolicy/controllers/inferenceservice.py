@@ -41,7 +41,13 @@ from aipolicy.observe.pods import PodCounts, count_pods, ready_since
 from aipolicy.policy.coldstart import ColdStartSample, lead_time, measure_cold_starts
 from aipolicy.policy.cycles import aligned
 from aipolicy.policy.observations import Reading, Unavailable, Value
-from aipolicy.policy.scaling import ScalingMemory, ScalingObservation, decide_replicas, reported_change
+from aipolicy.policy.scaling import (
+    ScalingMemory,
+    ScalingObservation,
+    applied_replicas,
+    decide_replicas,
+    reported_change,
+)
 
 PAUSE_ANNOTATION = "aipolicy.dev/autoscaling-paused"
 TICK = Runtime.default_tick()
@@ -519,9 +525,11 @@ async def _reconcile_serving(
                 change = f"would keep the {current} replicas (DryRun)"
             kopf.event(body, type=kind, reason=decision.reason, message=f"{change}: {decision.message}")
 
-    # DryRun: the Deployment keeps its replicas (a new one starts at minReplicas); what was
-    # decided is in status.desiredReplicas and the events.
-    applied = (current if deployment is not None else max(scaling.min_replicas, 0)) if dry_run else desired
+    # DryRun: the Deployment keeps its replicas; what was decided is in status.desiredReplicas
+    # and the events.
+    applied = applied_replicas(
+        dry_run, desired, current if deployment is not None else None, scaling.min_replicas, mode.cap
+    )
     manifest = _with_hash(children.deployment(isvc, applied))
     wrote = deployment is None or _applied_hash(deployment) != _applied_hash(manifest) or current != applied
     if wrote:

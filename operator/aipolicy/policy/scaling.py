@@ -569,6 +569,21 @@ def reported_change(dry_run: bool, current: int, previous_desired: int | None, d
     return desired != previous_desired
 
 
+def applied_replicas(
+    dry_run: bool, desired: int, current: int | None, min_replicas: int, cap: int | None
+) -> int:
+    """The replicas to write into the Deployment (``current`` None: there is none yet).
+
+    Enforced: the decision. DryRun: the replicas stay as they are (a new Deployment starts at
+    minReplicas), since the decision is advice; but a cap from an enforced budget or fallback
+    policy (degraded mode, suspension) still applies: that is their enforcement, not scaling's.
+    """
+    if not dry_run:
+        return desired
+    replicas = current if current is not None else max(min_replicas, 0)
+    return replicas if cap is None else min(replicas, cap)
+
+
 def _limit(
     scaling: Scaling,
     obs: ScalingObservation,
@@ -618,6 +633,7 @@ __all__ = [
     "ScalingDecision",
     "ScalingMemory",
     "ScalingObservation",
+    "applied_replicas",
     "cold_start_lead",
     "decide_replicas",
     "recommend",
