@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.e2e.cluster import Cluster, Simulator, wait_until
 from tests.e2e.conftest import OperatorFactory
 from tests.e2e.test_scaling import CAPACITY, _condition, _deployment_replicas, _isvc, _status, _traffic
@@ -142,3 +144,15 @@ def test_dry_run_scaling_decides_and_reports_but_never_changes_the_replicas(
     assert sum(e.get("count", 1) for e in again) <= len(_status(cluster, namespace, "advice")["decisions"])
     assert _condition(_status(cluster, namespace, "advice"), "ScalingActive")["message"].startswith("DryRun")
     simulator.stop_traffic(namespace, "advice")
+
+
+@pytest.mark.usefixtures("crds_installed")
+def test_a_preset_without_the_metric_asked_for_is_refused_at_apply_time(
+    cluster: Cluster, namespace: str
+) -> None:
+    spec = _with_preset(_isvc("tgi", metric={"type": "KVCacheUsage", "target": 0.8}), "tgi")
+    result = cluster.apply(spec, namespace, check=False)
+    assert result.returncode != 0
+    assert "KVCacheUsage needs a KV cache metric, and metrics.preset tgi has none" in result.stderr
+    # the same metric on a server that has it is accepted
+    assert cluster.apply(_with_preset(spec, "sglang"), namespace, check=False).returncode == 0

@@ -103,3 +103,13 @@ def test_kv_cache_usage_scales_on_the_pods_summed_fractions() -> None:
     decision = decide_replicas(scaling, observe(3, 2.7), EMPTY)
     assert (decision.desired, decision.reason) == (5, "ScaleUp")
     assert "KV cache usage" in decision.message
+
+
+def test_the_operator_flag_names_a_preset() -> None:
+    from aipolicy.cli import build_parser
+
+    assert build_parser().parse_args(["run"]).metrics_preset == "vllm"
+    assert build_parser().parse_args(["run", "--metrics-preset", "tgi"]).metrics_preset == "tgi"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--metrics-preset", "triton"])
+    assert set(presets.PRESETS) == {"vllm", "vllm-legacy", "sglang", "tgi"}

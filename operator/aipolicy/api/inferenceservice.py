@@ -282,6 +282,11 @@ class InferenceServiceSpec(ApiModel):
             "!has(self.provider) || (has(self.pricing.inputPerMillionTokens) && has(self.pricing.outputPerMillionTokens))",
             "pricing.inputPerMillionTokens and pricing.outputPerMillionTokens are required for a provider",
         ),
+        (
+            "!has(self.metrics) || !has(self.metrics.preset) || self.metrics.preset != 'tgi'"
+            " || !has(self.scaling) || !has(self.scaling.metric) || self.scaling.metric.type != 'KVCacheUsage'",
+            "scaling.metric.type KVCacheUsage needs a KV cache metric, and metrics.preset tgi has none",
+        ),
     )
 
 
