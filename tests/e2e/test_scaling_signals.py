@@ -80,10 +80,10 @@ def test_measured_cold_starts_set_the_prewarm_lead_time(
     lead = status["coldStartSeconds"]
     assert 6 <= lead < 30, status
 
-    # A window opening at a minute boundary at least 75 s away, needing 4 replicas: with the
+    # A window opening at a minute boundary at least 40 s away, needing 4 replicas: with the
     # measured lead the replicas start about `lead` seconds before it, not 120 s.
     now = datetime.now(UTC)
-    opens = (now + timedelta(seconds=75)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    opens = (now + timedelta(seconds=40)).replace(second=0, microsecond=0) + timedelta(minutes=1)
     spec["spec"]["scaling"]["prewarm"] = [
         {
             "name": "burst",
