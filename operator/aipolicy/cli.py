@@ -27,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
         peering=args.peering,
         priority=args.priority,
         verbose=args.verbose,
+        metrics_preset=args.metrics_preset,
     )
 
 
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--namespace", action="append", default=[], help="watch only this namespace (repeatable)"
     )
     run.add_argument("--prometheus-url", default=None, help="Prometheus base URL (env PROMETHEUS_URL)")
+    run.add_argument(
+        "--metrics-preset",
+        choices=("vllm", "vllm-legacy", "sglang", "tgi"),
+        default="vllm",
+        help="the model servers' metric names where spec.metrics.preset names none, and for "
+        "budgets and fallback policies (default: vllm)",
+    )
     run.add_argument(
         "--metrics-port", type=int, default=8080, help="port of /metrics and /healthz (0 disables)"
     )

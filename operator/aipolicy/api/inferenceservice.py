@@ -14,6 +14,7 @@ from aipolicy.api.common import (
     Cron,
     Currency,
     Duration,
+    Enforcement,
     Money,
     ObjectMeta,
     Quantity,
@@ -26,7 +27,9 @@ PLURAL = "inferenceservices"
 SHORT_NAMES = ("aisvc",)
 
 Mode = Literal["Normal", "Degraded", "Fallback", "Suspended"]
-MetricType = Literal["QueueDepth", "RequestsInFlight", "TokensPerSecond", "Latency", "PromQL"]
+MetricType = Literal["QueueDepth", "RequestsInFlight", "TokensPerSecond", "KVCacheUsage", "Latency", "PromQL"]
+MetricsPreset = Literal["vllm", "vllm-legacy", "sglang", "tgi"]
+"""Metric names of a model server (observe/presets.py): current vLLM, older vLLM, SGLang, TGI."""
 
 
 class GPU(ApiModel):
@@ -153,9 +156,9 @@ class ScalingMetric(ApiModel):
     """The signal autoscaling follows, and its target per replica."""
 
     type: MetricType = "QueueDepth"
-    """QueueDepth (waiting requests per replica), RequestsInFlight (running per replica), TokensPerSecond (generated per replica), Latency (a percentile, in seconds), or PromQL (query)."""
+    """QueueDepth (waiting requests per replica), RequestsInFlight (running per replica), TokensPerSecond (generated per replica), KVCacheUsage (the KV cache's used fraction per replica), Latency (a percentile, in seconds), or PromQL (query)."""
     target: float = Field(default=4, gt=0, le=1e9)
-    """The value per replica that scaling aims at (for Latency: seconds)."""
+    """The value per replica that scaling aims at (for Latency: seconds; for KVCacheUsage: a fraction such as 0.8)."""
     percentile: float = Field(default=0.95, gt=0, lt=1)
     """For Latency: the quantile, such as 0.95."""
     window: Duration = "1m"
@@ -209,14 +212,16 @@ class Scaling(ApiModel):
     """With minReplicas 0: scale to zero after this long without demand."""
     activation_query: str | None = Field(default=None, max_length=4096)
     """A PromQL query of demand waiting for a service at zero (labelled namespace and service); above zero it starts one replica. Defaults to the front door's waiting requests."""
-    cold_start_seconds: int = Field(default=120, ge=0, le=7200)
-    """How long a new replica takes to become Ready; pre-warm starts this early."""
+    cold_start_seconds: int | None = Field(default=None, ge=0, le=7200)
+    """How long a new replica takes to become Ready; pre-warm starts this early. Unset: measured, the 90th percentile of this service's recent pods from creation to Ready (120 until one was measured); see status.coldStartSeconds."""
     prewarm: list[PrewarmSchedule] = Field(default_factory=list, max_length=16)
     """Windows of known demand to be ready for."""
     on_metrics_unavailable: Literal["Hold", "ScaleToMin", "ScaleToMax"] = "Hold"
     """What to do when the metric is missing: hold the last decision (default), or go to min or max."""
     evaluation_interval: Duration = "15s"
     """How often scaling is decided."""
+    enforcement: Enforcement = "Enforce"
+    """Enforce sets the Deployment's replicas; DryRun decides and reports (status.desiredReplicas, events) and leaves the replicas as they are (an enforced budget's or fallback policy's degraded cap still applies)."""
 
     cel_rules = (
         (
@@ -236,6 +241,13 @@ class Scaling(ApiModel):
             "prewarm names must be unique",
         ),
     )
+
+
+class Metrics(ApiModel):
+    """Where the model server's metrics come from."""
+
+    preset: MetricsPreset | None = None
+    """The model server's metric names: vllm (current vLLM, vllm:kv_cache_usage_perc), vllm-legacy (vLLM from before mid-2025, vllm:gpu_cache_usage_perc), sglang or tgi. Unset: the operator's --metrics-preset (vllm by default)."""
 
 
 class DegradedMode(ApiModel):
@@ -258,6 +270,8 @@ class InferenceServiceSpec(ApiModel):
     """Prices, for cost and budgets."""
     scaling: Scaling = Field(default_factory=Scaling)
     """How replicas follow demand (self-hosted only)."""
+    metrics: Metrics = Field(default_factory=Metrics)
+    """Which metric names the model server exports (self-hosted only)."""
     degraded: DegradedMode = Field(default_factory=DegradedMode)
     """What degraded mode means for this service."""
 
@@ -273,6 +287,11 @@ class InferenceServiceSpec(ApiModel):
         (
             "!has(self.provider) || (has(self.pricing.inputPerMillionTokens) && has(self.pricing.outputPerMillionTokens))",
             "pricing.inputPerMillionTokens and pricing.outputPerMillionTokens are required for a provider",
+        ),
+        (
+            "!has(self.metrics) || !has(self.metrics.preset) || self.metrics.preset != 'tgi'"
+            " || !has(self.scaling) || !has(self.scaling.metric) || self.scaling.metric.type != 'KVCacheUsage'",
+            "scaling.metric.type KVCacheUsage needs a KV cache metric, and metrics.preset tgi has none",
         ),
     )
 
@@ -290,6 +309,17 @@ class ScalingDecisionRecord(ApiModel):
     """Why, in CamelCase."""
     message: str = ""
     """The numbers behind it."""
+
+
+class ColdStart(ApiModel):
+    """One measured cold start: a pod from creation to Ready."""
+
+    pod: str
+    """The pod's name."""
+    seconds: float
+    """From creationTimestamp to the Ready condition's lastTransitionTime."""
+    ready_at: datetime
+    """When it became Ready."""
 
 
 class Recommendation(ApiModel):
@@ -338,6 +368,12 @@ class InferenceServiceStatus(ApiStatus):
     """Recent recommendations within the stabilization windows (so a restart loses none)."""
     active_prewarm: str = ""
     """The pre-warm schedule in force, if any."""
+    cold_starts: list[ColdStart] = Field(default_factory=list)
+    """The last cold starts measured (at most 10), oldest first."""
+    cold_start_seconds: int | None = None
+    """The pre-warm lead time in use: spec.scaling.coldStartSeconds, or the 90th percentile of coldStarts."""
+    cold_start_source: str = ""
+    """Where coldStartSeconds comes from: Spec, Measured or Default."""
     decisions: list[ScalingDecisionRecord] = Field(default_factory=list)
     """The last five scaling decisions, newest last."""
     conditions: list[Condition] = Field(default_factory=list)

@@ -165,10 +165,17 @@ async def _observe(
             await _request_reading(rt, presets.error_rate(names, trigger.window), key, out_of_rotation)
         )
     if trigger.type == "Latency":
+        histogram: str | None
         if provider_backed:
             histogram = names.gateway_latency
         else:
             histogram = names.ttft if trigger.latency == "TimeToFirstToken" else names.e2e_latency
+            if histogram is None:
+                return TriggerObservation(
+                    Unavailable(
+                        "NoData", f"the {names.preset} metrics preset has no time-to-first-token metric"
+                    )
+                )
         query = presets.latency_quantile(histogram, trigger.percentile, trigger.window)
         return TriggerObservation(await _request_reading(rt, query, key, out_of_rotation))
     assert trigger.query is not None

@@ -87,7 +87,7 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         for c in spec.get("containers") or []
     ]
     conditions = [
-        {k: c[k] for k in ("type", "status", "reason", "message") if k in c}
+        {k: c[k] for k in ("type", "status", "reason", "message", "lastTransitionTime") if k in c}
         for c in status.get("conditions") or []
         if c.get("type") in ("Ready", "PodScheduled")
     ]
@@ -97,12 +97,15 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         if (c.get("state") or {}).get("waiting")
     ]
     slim: dict[str, Any] = {
+        # creationTimestamp and Ready's lastTransitionTime: the cold start (policy/coldstart.py)
         "metadata": {"name": metadata.get("name"), **_version(metadata)},
         "spec": {"containers": containers},
         "status": {"conditions": conditions},
     }
     if waiting:  # why a container cannot start (a wrong image): observe/pods.py reports it
         slim["status"]["containerStatuses"] = waiting
+    if metadata.get("creationTimestamp"):
+        slim["metadata"]["creationTimestamp"] = metadata["creationTimestamp"]
     if metadata.get("deletionTimestamp"):
         slim["metadata"]["deletionTimestamp"] = metadata["deletionTimestamp"]
     if spec.get("nodeName"):

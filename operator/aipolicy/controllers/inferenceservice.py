@@ -21,6 +21,7 @@ import kopf
 from aipolicy.api.common import ConditionStatus, LabelSelector, json_dict, parse_duration
 from aipolicy.api.fallbackpolicy import FallbackPolicySpec, FallbackPolicyStatus
 from aipolicy.api.inferenceservice import (
+    ColdStart,
     InferenceService,
     InferenceServiceStatus,
     Mode,
@@ -35,12 +36,20 @@ from aipolicy.controllers.runtime import Runtime
 from aipolicy.kube import children
 from aipolicy.kube.children import HASH_ANNOTATION, Backend
 from aipolicy.observe import presets
-from aipolicy.observe.pods import PodCounts, count_pods
+from aipolicy.observe.absence import absent_or
+from aipolicy.observe.pods import PodCounts, count_pods, ready_since
 from aipolicy.observe.unschedulable import UNSCHEDULABLE
+from aipolicy.policy.coldstart import ColdStartSample, lead_time, measure_cold_starts
 from aipolicy.policy.conflicts import governing_policy
 from aipolicy.policy.cycles import aligned
 from aipolicy.policy.observations import Reading, Unavailable, Value
-from aipolicy.policy.scaling import ScalingMemory, ScalingObservation, decide_replicas
+from aipolicy.policy.scaling import (
+    ScalingMemory,
+    ScalingObservation,
+    applied_replicas,
+    decide_replicas,
+    reported_change,
+)
 from aipolicy.policy.spend import display_money
 
 PAUSE_ANNOTATION = "aipolicy.dev/autoscaling-paused"
@@ -187,25 +196,38 @@ def _scaling_memory(status: InferenceServiceStatus) -> ScalingMemory:
 
 
 async def _observe_metric(
-    rt: Runtime, isvc: InferenceService, key: Key, at: datetime
+    rt: Runtime, isvc: InferenceService, key: Key, at: datetime, ready_since: datetime | None
 ) -> tuple[Reading, Reading, Reading | None]:
-    """The scaling metric, the demand at the front door, and (for scale to zero) activity."""
+    """The scaling metric, the demand at the front door, and (for scale to zero) activity, in
+    the names of the service's metrics preset."""
     if rt.prometheus is None:
         missing = Unavailable("QueryError", "no Prometheus URL configured")
         return missing, missing, missing
-    metric_query = presets.scaling_metric(isvc.spec.scaling.metric, rt.metric_names)
-    metric_result = await rt.prometheus.grouped(metric_query, at)
-    if isvc.spec.scaling.metric.type == "Latency":
-        metric = metric_result.reading(key)
+    names = presets.metric_names(isvc.spec.metrics.preset, rt.metric_names)
+    metric_spec = isvc.spec.scaling.metric
+    metric: Reading
+    try:
+        series = presets.scaling_series(metric_spec, names)
+        metric_query = presets.scaling_metric(metric_spec, names)
+    except presets.MissingMetricError as missing_metric:
+        metric = Unavailable("Absent", str(missing_metric))
     else:
-        # a sum over the pods: no series for an answered query means no load at all
-        metric = metric_result.reading_or_zero_when_answered(key)
-    demand_query = isvc.spec.scaling.activation_query or presets.demand(rt.metric_names)
+        metric_result = await rt.prometheus.grouped(metric_query, at)
+        if metric_spec.type == "Latency":
+            metric = metric_result.reading(key)
+        else:
+            # a sum over the pods: no series for an answered query means no load at all...
+            metric = metric_result.reading_or_zero_when_answered(key)
+        if series is not None:
+            # ...unless the pods export no such series at all (a renamed metric, another server)
+            present = (await rt.prometheus.grouped(presets.presence(series), at)).reading(key)
+            metric = absent_or(metric, present, series, names.preset, ready_since, at)
+    demand_query = isvc.spec.scaling.activation_query or presets.demand(names)
     demand = (await rt.prometheus.grouped(demand_query, at)).reading_or_zero_when_answered(key)
     activity = None
     if isvc.spec.scaling.scale_to_zero_after is not None:
         # strict: a pod not scraped yet has no series, and that is not idleness
-        activity = (await rt.prometheus.grouped(presets.activity(rt.metric_names), at)).reading(key)
+        activity = (await rt.prometheus.grouped(presets.activity(names), at)).reading(key)
     return metric, demand, activity
 
 
@@ -260,7 +282,18 @@ async def reconcile_inference_service(
 
     if isvc.spec.serving is not None:
         wrote = await _reconcile_serving(
-            rt, memo, isvc, key, status, conditions, pods, mode, body, deployments_by_service, now
+            rt,
+            memo,
+            isvc,
+            key,
+            status,
+            conditions,
+            pods,
+            mode,
+            body,
+            deployments_by_service,
+            now,
+            pods_by_service.get(key, []),
         )
     else:
         memo[NEXT_EVALUATION] = NEVER
@@ -388,19 +421,30 @@ async def _reconcile_serving(
     body: kopf.Body,
     deployments_by_service: kopf.Index[Key, dict[str, Any]],
     now: datetime,
+    pod_bodies: Iterable[Mapping[str, Any]],
 ) -> bool:
     """Decides replicas when an evaluation is due and applies the Deployment; True if it wrote."""
     scaling = isvc.spec.scaling
+    dry_run = scaling.enforcement == "DryRun"
     deployment = one(deployments_by_service, key)
     current = (
         int(deployment["spec"].get("replicas", 0)) if deployment is not None else status.desired_replicas
     )
-    desired = (
-        status.desired_replicas
-        if (status.decisions or status.recommendations)
-        else max(scaling.min_replicas, 0)
-    )
+    decided_before = bool(status.decisions or status.recommendations)
+    desired = status.desired_replicas if decided_before else max(scaling.min_replicas, 0)
     paused = isvc.metadata.annotations.get(PAUSE_ANNOTATION, "").lower() == "true"
+    pod_list = list(pod_bodies)
+
+    # Cold starts of pods Ready since the last look, and the lead time they give pre-warm.
+    samples = measure_cold_starts(
+        pod_list, [ColdStartSample(c.pod, c.seconds, c.ready_at) for c in status.cold_starts]
+    )
+    status.cold_starts = [
+        ColdStart(pod=c.pod, seconds=round(c.seconds, 3), ready_at=c.ready_at) for c in samples
+    ]
+    lead = lead_time(scaling.cold_start_seconds, samples)
+    status.cold_start_seconds = lead.seconds
+    status.cold_start_source = lead.source
 
     # At the interval's multiples, about that instant: every service with the same interval
     # shares one answer per query (policy/cycles.py). The instant evaluated lives in the
@@ -410,7 +454,7 @@ async def _reconcile_serving(
     memo[NEXT_EVALUATION] = at + interval
     if memo.get(EVALUATED_AT) != at:
         memo[EVALUATED_AT] = at
-        metric, demand, activity = await _observe_metric(rt, isvc, key, at)
+        metric, demand, activity = await _observe_metric(rt, isvc, key, at, ready_since(pod_list))
         decision = decide_replicas(
             scaling,
             ScalingObservation(
@@ -422,6 +466,7 @@ async def _reconcile_serving(
                 metric=metric,
                 demand=demand,
                 activity=activity,
+                cold_start_seconds=lead.seconds,
             ),
             _scaling_memory(status),
             max_replicas_cap=mode.cap,
@@ -470,28 +515,36 @@ async def _reconcile_serving(
                 f"annotation {PAUSE_ANNOTATION}=true pauses autoscaling",
             )
         else:
-            conditions.set("ScalingActive", "True", decision.reason, decision.message)
-        if desired != current:
+            advisory = "DryRun: replicas are not changed; " if dry_run else ""
+            conditions.set("ScalingActive", "True", decision.reason, f"{advisory}{decision.message}")
+        previous = status.desired_replicas if decided_before else None
+        if reported_change(dry_run, current, previous, desired):
             status.last_scale_time = decision.memory.last_scale_time or now
             record = ScalingDecisionRecord(
                 time=now,
                 from_replicas=current,
                 to_replicas=desired,
                 reason=decision.reason,
-                message=decision.message,
+                message=f"DryRun: {decision.message}" if dry_run else decision.message,
             )
             status.decisions = [*status.decisions, record][-DECISIONS_KEPT:]
             metrics.SCALING_DECISIONS.labels(key[0], key[1], decision.reason).inc()
             kind = "Warning" if decision.reason in ("CapacityLimited",) else "Normal"
-            kopf.event(
-                body,
-                type=kind,
-                reason=decision.reason,
-                message=f"{current} -> {desired} replicas: {decision.message}",
-            )
+            if not dry_run:
+                change = f"{current} -> {desired} replicas"
+            elif desired != current:
+                change = f"would scale {current} -> {desired} replicas (DryRun)"
+            else:
+                change = f"would keep the {current} replicas (DryRun)"
+            kopf.event(body, type=kind, reason=decision.reason, message=f"{change}: {decision.message}")
 
-    manifest = _with_hash(children.deployment(isvc, desired))
-    wrote = deployment is None or _applied_hash(deployment) != _applied_hash(manifest) or current != desired
+    # DryRun: the Deployment keeps its replicas; what was decided is in status.desiredReplicas
+    # and the events.
+    applied = applied_replicas(
+        dry_run, desired, current if deployment is not None else None, scaling.min_replicas, mode.cap
+    )
+    manifest = _with_hash(children.deployment(isvc, applied))
+    wrote = deployment is None or _applied_hash(deployment) != _applied_hash(manifest) or current != applied
     if wrote:
         await rt.kube.apply(manifest)
     status.desired_replicas = desired

@@ -17,6 +17,7 @@ def run_operator(
     peering: str | None,
     priority: int,
     verbose: bool,
+    metrics_preset: str = "vllm",
 ) -> int:
     import aipolicy.controllers.handlers  # noqa: F401  (registers the handlers)
     from aipolicy.controllers import connections
@@ -26,7 +27,7 @@ def run_operator(
     if not verbose:
         # kopf logs every timer run at INFO ("Timer ... succeeded"): every object, every tick
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    memo = kopf.Memo(prometheus_url=prometheus_url)
+    memo = kopf.Memo(prometheus_url=prometheus_url, metrics_preset=metrics_preset)
     memo[connections.NAMESPACES] = len(namespace)
 
     async def main() -> None:

@@ -10,6 +10,7 @@ import kopf
 from aipolicy.controllers import metrics
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.kube.client import Kube, load_config
+from aipolicy.observe import presets
 from aipolicy.observe.prometheus import QueryCache
 
 PREFIX = "aipolicy.dev"
@@ -39,6 +40,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
         if url
         else None
     )
-    memo["runtime"] = Runtime(prometheus=cache, kube=Kube())
+    names = presets.PRESETS[memo.get("metrics_preset") or presets.DEFAULT_PRESET]
+    memo["runtime"] = Runtime(prometheus=cache, kube=Kube(), metric_names=names)
     if not url:
         logger.warning("no Prometheus URL: metrics are unavailable and every policy says so")

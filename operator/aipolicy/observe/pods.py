@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aipolicy.observe.unschedulable import INSUFFICIENT_GPU, unschedulable_reason
@@ -122,3 +123,22 @@ def count_pods(pods: Iterable[Mapping[str, Any]], gpu_resource: str = "nvidia.co
         unschedulable_reason=reason,
         short_of_gpus=reasons[INSUFFICIENT_GPU],
     )
+
+
+def ready_since(pods: Iterable[Mapping[str, Any]]) -> datetime | None:
+    """When the longest-Ready pod (not terminating) became Ready: how long the service's metrics
+    have had to reach Prometheus. None when no pod is Ready."""
+    times: list[datetime] = []
+    for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        ready = _condition(pod, "Ready")
+        if ready is None or ready.get("status") != "True":
+            continue
+        try:
+            at = datetime.fromisoformat(str(ready.get("lastTransitionTime", "")).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if at.tzinfo is not None:
+            times.append(at)
+    return min(times) if times else None

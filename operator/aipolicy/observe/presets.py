@@ -2,13 +2,15 @@
 
 Every query is grouped `by (namespace, service)`: the simulator (and, in a real cluster, the
 PodMonitor in manifests/) labels model-server series with the InferenceService's name as
-`service`. Metric names are configurable because vLLM renames them between versions.
+`service`. Metric names come in presets per model server (vLLM renames them between versions):
+an InferenceService picks one with spec.metrics.preset, the operator's --metrics-preset is the
+default and what budgets and fallback policies read.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aipolicy.api.common import parse_duration
 from aipolicy.api.inferenceservice import ScalingMetric
@@ -18,17 +20,26 @@ BY = "namespace, service"
 
 @dataclass(frozen=True)
 class MetricNames:
-    """Metric names of the model servers, the gateway and kube-state-metrics."""
+    """Metric names of the model servers, the gateway and kube-state-metrics.
 
+    The defaults are current vLLM's; :data:`PRESETS` holds the other servers'. A name that a
+    server does not export is None: a query that needs it is refused with the reason, never
+    answered with zero.
+    """
+
+    preset: str = "vllm"
     waiting: str = "vllm:num_requests_waiting"
     running: str = "vllm:num_requests_running"
+    #: the used fraction of the KV cache, per pod (0..1)
+    kv_cache_usage: str | None = "vllm:kv_cache_usage_perc"
     prompt_tokens: str = "vllm:prompt_tokens_total"
     generation_tokens: str = "vllm:generation_tokens_total"
-    request_success: str = "vllm:request_success_total"
-    #: vLLM counts failures in request_success with these finished_reason values
-    failure_reasons: str = "error|abort"
+    #: a counter of finished requests, whatever their outcome
+    requests_finished: str = "vllm:request_success_total"
+    #: a selector of the failed ones among them (vLLM counts them by finished_reason)
+    requests_failed: str = 'vllm:request_success_total{finished_reason=~"error|abort"}'
     e2e_latency: str = "vllm:e2e_request_latency_seconds"
-    ttft: str = "vllm:time_to_first_token_seconds"
+    ttft: str | None = "vllm:time_to_first_token_seconds"
     frontdoor_waiting: str = "aipolicy_frontdoor_requests_waiting"
     gateway_requests: str = "litellm_proxy_total_requests_metric_total"
     gateway_failures: str = "litellm_proxy_failed_requests_metric_total"
@@ -37,8 +48,94 @@ class MetricNames:
     gateway_latency: str = "litellm_request_total_latency_metric"
 
 
+# The names each server exports, as its own documentation and source give them:
+# - vLLM (current): https://docs.vllm.ai/en/stable/usage/metrics/ . vllm-project/vllm#18354
+#   (May 2025) added vllm:kv_cache_usage_perc and deprecated vllm:gpu_cache_usage_perc, and
+#   #29330 (November 2025) removed the old name: queries of it silently found nothing, which
+#   is what broke autoscalers that read it.
+# - vllm-legacy: vLLM from before that change, https://docs.vllm.ai/en/v0.5.3/serving/metrics.html
+#   (vllm:gpu_cache_usage_perc; the request, token and latency names are the same).
+# - SGLang (--enable-metrics): https://docs.sglang.io/references/production_metrics.html and
+#   python/sglang/srt/metrics/collector.py: sglang:num_queue_reqs, sglang:num_running_reqs,
+#   sglang:token_usage, sglang:prompt_tokens_total, sglang:generation_tokens_total,
+#   sglang:num_requests_total, sglang:num_aborted_requests_total,
+#   sglang:e2e_request_latency_seconds, sglang:time_to_first_token_seconds.
+# - TGI: https://huggingface.co/docs/text-generation-inference/reference/metrics : tgi_queue_size,
+#   tgi_batch_current_size, tgi_request_count, tgi_request_failure, tgi_request_duration,
+#   and the histograms tgi_request_input_length and tgi_request_generated_tokens (their _sum
+#   counts tokens). TGI has no KV-cache-usage gauge and no time-to-first-token histogram.
+VLLM = MetricNames()
+PRESETS: dict[str, MetricNames] = {
+    "vllm": VLLM,
+    "vllm-legacy": replace(VLLM, preset="vllm-legacy", kv_cache_usage="vllm:gpu_cache_usage_perc"),
+    "sglang": replace(
+        VLLM,
+        preset="sglang",
+        waiting="sglang:num_queue_reqs",
+        running="sglang:num_running_reqs",
+        kv_cache_usage="sglang:token_usage",
+        prompt_tokens="sglang:prompt_tokens_total",
+        generation_tokens="sglang:generation_tokens_total",
+        requests_finished="sglang:num_requests_total",
+        requests_failed="sglang:num_aborted_requests_total",
+        e2e_latency="sglang:e2e_request_latency_seconds",
+        ttft="sglang:time_to_first_token_seconds",
+    ),
+    "tgi": replace(
+        VLLM,
+        preset="tgi",
+        waiting="tgi_queue_size",
+        running="tgi_batch_current_size",
+        kv_cache_usage=None,
+        prompt_tokens="tgi_request_input_length_sum",
+        generation_tokens="tgi_request_generated_tokens_sum",
+        requests_finished="tgi_request_count",
+        requests_failed="tgi_request_failure",
+        e2e_latency="tgi_request_duration",
+        ttft=None,
+    ),
+}
+DEFAULT_PRESET = "vllm"
+
+
+class MissingMetricError(ValueError):
+    """The preset has no metric for what was asked (TGI has no KV cache gauge)."""
+
+
+def metric_names(preset: str | None, default: MetricNames = VLLM) -> MetricNames:
+    """The names of a service's preset, or the operator's default when it names none."""
+    return default if preset is None else PRESETS[preset]
+
+
+def scaling_series(metric: ScalingMetric, names: MetricNames) -> str | None:
+    """The series a scaling metric reads, to tell an absent metric from an idle one (None for
+    PromQL: the user's query is theirs to check)."""
+    if metric.type == "PromQL":
+        return None
+    if metric.type == "QueueDepth":
+        return names.waiting
+    if metric.type == "RequestsInFlight":
+        return names.running
+    if metric.type == "TokensPerSecond":
+        return names.generation_tokens
+    if metric.type == "KVCacheUsage":
+        if names.kv_cache_usage is None:
+            raise MissingMetricError(
+                f"the {names.preset} preset has no KV cache usage metric; choose another type"
+            )
+        return names.kv_cache_usage
+    return f"{names.e2e_latency}_bucket"
+
+
+def presence(series: str) -> str:
+    """How many series of a metric each service's pods export now (absent: no row)."""
+    return f"count by ({BY}) ({series})"
+
+
 def scaling_metric(metric: ScalingMetric, names: MetricNames) -> str:
-    """The query of a scaling metric, summed per service (Latency: a service-wide quantile)."""
+    """The query of a scaling metric, summed per service (Latency: a service-wide quantile).
+
+    Raises MissingMetricError when the preset has no such metric."""
     if metric.type == "PromQL":
         assert metric.query is not None
         return metric.query
@@ -48,6 +145,10 @@ def scaling_metric(metric: ScalingMetric, names: MetricNames) -> str:
         return f"sum by ({BY}) ({names.running})"
     if metric.type == "TokensPerSecond":
         return f"sum by ({BY}) (rate({names.generation_tokens}[{metric.window}]))"
+    if metric.type == "KVCacheUsage":
+        # the sum of the pods' used fractions: 2.4 is "2.4 replicas' worth of cache in use",
+        # so ceil(sum / target) is the replicas that would each sit at the target
+        return f"sum by ({BY}) ({scaling_series(metric, names)})"
     return latency_quantile(names.e2e_latency, metric.percentile, metric.window)
 
 
@@ -63,7 +164,7 @@ def demand(names: MetricNames) -> str:
 def activity(names: MetricNames, window: str = "30s") -> str:
     """Requests finished in the window plus those running or waiting now: zero means idle."""
     return (
-        f"sum by ({BY}) (increase({names.request_success}[{window}]))"
+        f"sum by ({BY}) (increase({names.requests_finished}[{window}]))"
         f" + sum by ({BY}) ({names.running}) + sum by ({BY}) ({names.waiting})"
     )
 
@@ -71,12 +172,11 @@ def activity(names: MetricNames, window: str = "30s") -> str:
 def error_rate(names: MetricNames, window: str) -> str:
     """The failing share of finished requests, self-hosted and gateway alike."""
     failed = (
-        f"sum by ({BY}) (rate({names.request_success}"
-        f'{{finished_reason=~"{names.failure_reasons}"}}[{window}]))'
+        f"sum by ({BY}) (rate({names.requests_failed}[{window}]))"
         f" or sum by ({BY}) (rate({names.gateway_failures}[{window}]))"
     )
     total = (
-        f"sum by ({BY}) (rate({names.request_success}[{window}]))"
+        f"sum by ({BY}) (rate({names.requests_finished}[{window}]))"
         f" or sum by ({BY}) (rate({names.gateway_requests}[{window}]))"
     )
     return f"({failed}) / ({total})"

@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 
 from aipolicy.api.common import parse_duration
 from aipolicy.api.inferenceservice import PrewarmSchedule, Scaling, ScalingMetric
+from aipolicy.policy.coldstart import DEFAULT_COLD_START_SECONDS
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.schedule import prewarm_in_force
 
@@ -75,6 +76,9 @@ class ScalingObservation:
     activity: Reading | None = None
     """Requests served, running or waiting recently (for scale to zero); None = judge
     idleness from the metric."""
+    cold_start_seconds: int | None = None
+    """The measured pre-warm lead time (policy/coldstart.lead_time); spec.scaling.coldStartSeconds
+    wins when set, and with neither the default of 120 s applies."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ _METRIC_NOUNS = {
     "QueueDepth": "queue",
     "RequestsInFlight": "requests in flight",
     "TokensPerSecond": "tokens/s",
+    "KVCacheUsage": "KV cache usage",
     "PromQL": "metric",
 }
 
@@ -181,7 +186,7 @@ def recommend(
 ) -> Recommendation:
     """The replicas the load needs, from one metric value (``obs.current_replicas`` > 0).
 
-    Per-replica metrics (QueueDepth, RequestsInFlight, TokensPerSecond, PromQL), ``value`` being
+    Per-replica metrics (QueueDepth, RequestsInFlight, TokensPerSecond, KVCacheUsage, PromQL), ``value`` being
     the total over the pods: need = ``ceil(total / target)``, the replicas that would each carry
     ``target``. Pods still starting count as capacity on its way: the tolerance ratio is
     ``total / (capacity * target)`` with capacity = ready + starting (at most current). Within
@@ -354,13 +359,19 @@ def _validate(obs: ScalingObservation, cap: int | None) -> None:
         raise ValueError(f"max_replicas_cap must not be negative, got {cap}")
 
 
-def _from_zero(scaling: Scaling, demand: Reading, memory: ScalingMemory) -> _Proposal:
+def _from_zero(scaling: Scaling, demand: Reading, memory: ScalingMemory, lead: int) -> _Proposal:
     """At 0 replicas: demand > 0 starts one replica at once (no stabilization, no window);
-    otherwise stay at zero (the floor still applies: minReplicas, pre-warm)."""
+    otherwise stay at zero (the floor still applies: minReplicas, pre-warm). The message says
+    how long the demand will wait: the cold start lead time."""
     if isinstance(demand, Unavailable):
         return _when_unavailable(scaling, 0, demand, memory, what="demand")
     if demand.value > 0:
-        return _Proposal(1, "ScaleFromZero", f"{_number(demand.value)} requests waiting at 0 replicas", True)
+        return _Proposal(
+            1,
+            "ScaleFromZero",
+            f"{_number(demand.value)} requests waiting at 0 replicas; ready in about {lead}s (cold start)",
+            True,
+        )
     return _Proposal(0, "Idle", "no demand at 0 replicas", True)
 
 
@@ -471,7 +482,8 @@ def decide_replicas(
     now = obs.now
     current = obs.current_replicas
     metric, demand = _usable(obs.metric), _usable(obs.demand)
-    prewarm = prewarm_in_force(scaling.prewarm, scaling.cold_start_seconds, now)
+    lead = cold_start_lead(scaling, obs)
+    prewarm = prewarm_in_force(scaling.prewarm, lead, now)
 
     # The signal this decision reads: the demand at zero, the metric above it.
     signal = demand if current == 0 else metric
@@ -513,7 +525,7 @@ def decide_replicas(
         return decision(current, "Paused", f"autoscaling paused; keeping {current} replicas", history)
 
     if current == 0:
-        proposal = _from_zero(scaling, demand, memory)
+        proposal = _from_zero(scaling, demand, memory, lead)
     elif isinstance(metric, Unavailable) and metrics_reason == "NoReadyReplicas":
         # No pod is Ready, so no pod exports the metric: that is a cold start (or pods stuck
         # Pending), not a metrics outage, and must not trigger ScaleToMax or ScaleToMin.
@@ -532,6 +544,44 @@ def decide_replicas(
 
     desired, reason, message = _limit(scaling, obs, proposal, prewarm, max_replicas_cap)
     return decision(desired, reason, message, history)
+
+
+def cold_start_lead(scaling: Scaling, obs: ScalingObservation) -> int:
+    """The pre-warm lead time: the spec's coldStartSeconds, else the measured one, else 120 s."""
+    if scaling.cold_start_seconds is not None:
+        return scaling.cold_start_seconds
+    if obs.cold_start_seconds is not None:
+        return obs.cold_start_seconds
+    return DEFAULT_COLD_START_SECONDS
+
+
+def reported_change(dry_run: bool, current: int, previous_desired: int | None, desired: int) -> bool:
+    """Whether a decision is a change to record and announce (status.decisions, an event).
+
+    Enforced, a change is desired != the Deployment's replicas, and it is applied, so the next
+    decision starts from it. In DryRun the replicas never move, so comparing with them would
+    announce the same would-be change at every evaluation: a change is then a new desired count
+    (the first decision counts when it differs from the replicas)."""
+    if not dry_run:
+        return desired != current
+    if previous_desired is None:
+        return desired != current
+    return desired != previous_desired
+
+
+def applied_replicas(
+    dry_run: bool, desired: int, current: int | None, min_replicas: int, cap: int | None
+) -> int:
+    """The replicas to write into the Deployment (``current`` None: there is none yet).
+
+    Enforced: the decision. DryRun: the replicas stay as they are (a new Deployment starts at
+    minReplicas), since the decision is advice; but a cap from an enforced budget or fallback
+    policy (degraded mode, suspension) still applies: that is their enforcement, not scaling's.
+    """
+    if not dry_run:
+        return desired
+    replicas = current if current is not None else max(min_replicas, 0)
+    return replicas if cap is None else min(replicas, cap)
 
 
 def _limit(
@@ -583,7 +633,10 @@ __all__ = [
     "ScalingDecision",
     "ScalingMemory",
     "ScalingObservation",
+    "applied_replicas",
+    "cold_start_lead",
     "decide_replicas",
     "recommend",
+    "reported_change",
     "stabilize",
 ]
