@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,45 @@ FAILING_REASONS = frozenset(
         "RunContainerError",
     }
 )
+
+
+@dataclass(frozen=True)
+class MissingReference:
+    """A Secret or ConfigMap (or one of its keys) a pod refers to and the kubelet cannot find."""
+
+    kind: str
+    """Secret or ConfigMap."""
+    name: str
+    key: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """The condition reason: SecretNotFound, ConfigMapKeyNotFound, ..."""
+        return f"{self.kind}{'Key' if self.key is not None else ''}NotFound"
+
+    def describe(self) -> str:
+        if self.key is not None:
+            return f"{self.kind} {self.name} has no key {self.key}"
+        return f"{self.kind} {self.name} does not exist"
+
+
+# How the kubelet words it (pkg/kubelet/kubelet_pods.go, and the NotFound of its Secret and
+# ConfigMap managers): `secret "hf-token" not found`, `couldn't find key token in Secret ns/hf-token`.
+_NOT_FOUND = re.compile(r'\b(secrets?|configmaps?) "([^"]+)" not found', re.IGNORECASE)
+_KEY_NOT_FOUND = re.compile(
+    r"couldn't find key (\S+) in (Secret|ConfigMap) (?:[^/\s]+/)?([^\s:]+)", re.IGNORECASE
+)
+_KINDS = {"secret": "Secret", "configmap": "ConfigMap"}
+
+
+def missing_reference(message: str) -> MissingReference | None:
+    """The Secret or ConfigMap a container cannot start without, from the kubelet's message for
+    CreateContainerConfigError; None when the message is about something else."""
+    if found := _KEY_NOT_FOUND.search(message):
+        return MissingReference(_KINDS[found.group(2).lower()], found.group(3), found.group(1))
+    if found := _NOT_FOUND.search(message):
+        return MissingReference(_KINDS[found.group(1).lower().rstrip("s")], found.group(2))
+    return None
 
 
 def _failure(pod: Mapping[str, Any]) -> str | None:
