@@ -249,7 +249,7 @@ def test_a_mount_without_its_volume_is_refused_naming_both(cluster: Cluster, nam
     )
     assert "cache" not in result.stderr.split("spec.serving.volumeMounts", 1)[1]  # only the orphan is named
     assert cluster.get("inferenceservice", "orphan-mount", namespace) is None
-    serving["volumes"].append({"name": "weights", "emptyDir": {}})  # type: ignore[attr-defined]
+    serving["volumes"].append({"name": "weights", "emptyDir": {}})
     cluster.apply(_isvc("orphan-mount", serving), namespace)
 
 
