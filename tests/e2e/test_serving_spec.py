@@ -526,6 +526,32 @@ def test_a_missing_secret_makes_ready_false_naming_it(
     wait_until("Ready again", lambda: _service_ready(cluster, namespace, "tokenless", 1), timeout=60)
 
 
+def test_a_missing_service_account_makes_ready_false_naming_it(
+    cluster: Cluster, namespace: str, operator_process: OperatorFactory
+) -> None:
+    """Admission refuses the pods of a ServiceAccount that does not exist: the Deployment says so
+    in its ReplicaFailure condition, and the service names the account."""
+    operator_process(namespace)
+    cluster.apply(_isvc("no-account", {**SMALL, "serviceAccountName": "vllm"}), namespace)
+
+    def not_ready() -> dict[str, Any] | None:
+        ready = _condition(cluster.get("inferenceservice", "no-account", namespace), "Ready")
+        return ready if ready and ready["reason"] == "ServiceAccountNotFound" else None
+
+    ready = wait_until("Ready=False ServiceAccountNotFound", not_ready, timeout=90)
+    assert ready["status"] == "False"
+    assert ready["message"].startswith(f"ServiceAccount vllm does not exist in namespace {namespace}")
+    assert not _pods(cluster, namespace, "no-account")
+
+    cluster.kubectl("-n", namespace, "create", "serviceaccount", "vllm")
+    # the ReplicaSet controller retries with a growing back-off
+    wait_until(
+        "Ready once the account exists",
+        lambda: _service_ready(cluster, namespace, "no-account", 1),
+        timeout=240,
+    )
+
+
 def _sample(path: Path, namespace: str) -> list[dict[str, Any]]:
     documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
     for document in documents:

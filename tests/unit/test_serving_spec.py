@@ -14,10 +14,11 @@ from pydantic import ValidationError
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import read
 from aipolicy.controllers.events import StatusConditions
+from aipolicy.controllers.indexes import slim_child
 from aipolicy.controllers.inferenceservice import ModeDecision, _set_ready
 from aipolicy.kube import children, pod_spec
 from aipolicy.kube.children import Backend
-from aipolicy.observe.pods import MissingReference, count_pods, missing_reference
+from aipolicy.observe.pods import MissingReference, count_pods, missing_reference, with_creation_failure
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -292,6 +293,16 @@ class TestMissingSecret:
                 "Couldn't find key maxLen in ConfigMap team-a/tuning",
                 MissingReference("ConfigMap", "tuning", "maxLen"),
             ),
+            (
+                'pods "x-7d-a" is forbidden: error looking up service account ns/vllm: '
+                'serviceaccount "vllm" not found',
+                MissingReference("ServiceAccount", "vllm"),
+            ),
+            (
+                'pods "x-7d-a" is forbidden: no PriorityClass with name inference-high was found',
+                MissingReference("PriorityClass", "inference-high"),
+            ),
+            ('pod rejected: RuntimeClass "nvidia" not found', MissingReference("RuntimeClass", "nvidia")),
             ('Back-off pulling image "vllm/vllm-openai:nope"', None),
             ("", None),
         ],
@@ -332,3 +343,38 @@ class TestMissingSecret:
         assert (ready.status, ready.reason) == ("False", "SecretNotFound")
         assert ready.message.startswith("Secret hf-token does not exist in namespace team-a")
         assert "llama-5f7-abc" in ready.message
+
+    def test_a_deployment_that_cannot_create_pods_names_what_is_missing(self) -> None:
+        isvc = _model({"image": "vllm/vllm-openai:v0.6.3", "priorityClassName": "inference-high"})
+        refused = 'pods "llama-5f7-abc" is forbidden: no PriorityClass with name inference-high was found'
+        deployment = slim_child(
+            {
+                "metadata": {"resourceVersion": "7"},
+                "spec": {"replicas": 1},
+                "status": {
+                    "conditions": [
+                        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+                        {
+                            "type": "ReplicaFailure",
+                            "status": "True",
+                            "reason": "FailedCreate",
+                            "message": refused,
+                        },
+                    ]
+                },
+            }
+        )
+        pods = with_creation_failure(count_pods([]), deployment)
+        assert pods.not_created == refused
+        assert with_creation_failure(count_pods([]), {"spec": {"replicas": 1}}).not_created == ""
+        status = isvc.status.model_copy(deep=True)
+        status.desired_replicas = 1
+        conditions = StatusConditions([], 2, NOW)
+        _set_ready(isvc, status, conditions, pods, ModeDecision("Normal", "", None, Backend("llama")))
+        (ready,) = conditions.conditions
+        assert (ready.status, ready.reason) == ("False", "PriorityClassNotFound")
+        # cluster-scoped: no namespace in the sentence
+        assert ready.message.startswith(
+            "PriorityClass inference-high does not exist, and spec.serving needs it"
+        )
+        assert refused in ready.message

@@ -35,7 +35,7 @@ from aipolicy.controllers.runtime import Runtime
 from aipolicy.kube import children
 from aipolicy.kube.children import HASH_ANNOTATION, Backend
 from aipolicy.observe import presets
-from aipolicy.observe.pods import PodCounts, count_pods, missing_reference
+from aipolicy.observe.pods import PodCounts, count_pods, missing_reference, with_creation_failure
 from aipolicy.policy.cycles import aligned
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import ScalingMemory, ScalingObservation, decide_replicas
@@ -244,6 +244,7 @@ async def reconcile_inference_service(
         pods_by_service.get(key, []),
         isvc.spec.serving.gpu.resource_name if isvc.spec.serving else "nvidia.com/gpu",
     )
+    pods = with_creation_failure(pods, one(deployments_by_service, key))
     policies = list(fallbackpolicies_by_target.get(key, []))
     mode = decide_mode(
         isvc, list(aibudgets_by_namespace.get(namespace, [])), policies[0] if policies else None
@@ -378,9 +379,18 @@ def _set_ready(
             "Ready",
             "False",
             missing.reason,
-            f"{missing.describe()} in namespace {isvc.metadata.namespace}, and spec.serving needs it: "
+            f"{missing.describe(isvc.metadata.namespace)}, and spec.serving needs it: "
             f"0 of {status.desired_replicas} replicas are ready and {pods.failing} cannot start "
             f"({pods.failing_message})",
+        )
+    elif pods.not_created and pods.total == 0:
+        missing = missing_reference(pods.not_created)
+        conditions.set(
+            "Ready",
+            "False",
+            missing.reason if missing else "PodsNotCreated",
+            (f"{missing.describe(isvc.metadata.namespace)}, and spec.serving needs it: " if missing else "")
+            + f"the Deployment cannot create pods ({pods.not_created})",
         )
     elif pods.failing:
         conditions.set(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -20,6 +20,9 @@ class PodCounts:
     """Pods whose containers cannot start (a subset of ``starting``): a wrong image, a crash
     loop. They still count as starting, so the scaler adds no replicas that would fail alike."""
     failing_message: str = ""
+    not_created: str = ""
+    """Why the Deployment cannot create pods (its ReplicaFailure condition), such as a
+    ServiceAccount or PriorityClass that does not exist: admission refuses the pods."""
 
 
 # What the kubelet reports while a container cannot start; none of them cures itself by waiting
@@ -52,29 +55,56 @@ class MissingReference:
         """The condition reason: SecretNotFound, ConfigMapKeyNotFound, ..."""
         return f"{self.kind}{'Key' if self.key is not None else ''}NotFound"
 
-    def describe(self) -> str:
+    def describe(self, namespace: str) -> str:
+        """A sentence naming it: `Secret hf-token does not exist in namespace team-a`."""
+        where = "" if self.kind in ("PriorityClass", "RuntimeClass") else f" in namespace {namespace}"
         if self.key is not None:
-            return f"{self.kind} {self.name} has no key {self.key}"
-        return f"{self.kind} {self.name} does not exist"
+            return f"{self.kind} {self.name}{where} has no key {self.key}"
+        return f"{self.kind} {self.name} does not exist{where}"
 
 
 # How the kubelet words it (pkg/kubelet/kubelet_pods.go, and the NotFound of its Secret and
-# ConfigMap managers): `secret "hf-token" not found`, `couldn't find key token in Secret ns/hf-token`.
-_NOT_FOUND = re.compile(r'\b(secrets?|configmaps?) "([^"]+)" not found', re.IGNORECASE)
+# ConfigMap managers): `secret "hf-token" not found`, `couldn't find key token in Secret ns/hf-token`;
+# and admission, when a Deployment cannot create pods: `serviceaccount "vllm" not found`,
+# `no PriorityClass with name x was found`, `RuntimeClass "x" not found`.
+_NOT_FOUND = re.compile(
+    r'\b(secrets?|configmaps?|serviceaccounts?|runtimeclass(?:es)?) "([^"]+)" not found', re.IGNORECASE
+)
 _KEY_NOT_FOUND = re.compile(
     r"couldn't find key (\S+) in (Secret|ConfigMap) (?:[^/\s]+/)?([^\s:]+)", re.IGNORECASE
 )
-_KINDS = {"secret": "Secret", "configmap": "ConfigMap"}
+_PRIORITY_CLASS_NOT_FOUND = re.compile(r"no PriorityClass with name (\S+) was found")
+_KINDS = {
+    spelling: kind
+    for kind, spellings in {
+        "Secret": ("secret", "secrets"),
+        "ConfigMap": ("configmap", "configmaps"),
+        "ServiceAccount": ("serviceaccount", "serviceaccounts"),
+        "RuntimeClass": ("runtimeclass", "runtimeclasses"),
+    }.items()
+    for spelling in spellings
+}
 
 
 def missing_reference(message: str) -> MissingReference | None:
-    """The Secret or ConfigMap a container cannot start without, from the kubelet's message for
-    CreateContainerConfigError; None when the message is about something else."""
+    """The object a pod cannot start (or be created) without, from the kubelet's message for
+    CreateContainerConfigError or admission's refusal; None when the message is about something
+    else."""
     if found := _KEY_NOT_FOUND.search(message):
         return MissingReference(_KINDS[found.group(2).lower()], found.group(3), found.group(1))
     if found := _NOT_FOUND.search(message):
-        return MissingReference(_KINDS[found.group(1).lower().rstrip("s")], found.group(2))
+        return MissingReference(_KINDS[found.group(1).lower()], found.group(2))
+    if found := _PRIORITY_CLASS_NOT_FOUND.search(message):
+        return MissingReference("PriorityClass", found.group(1))
     return None
+
+
+def with_creation_failure(counts: PodCounts, deployment: Mapping[str, Any] | None) -> PodCounts:
+    """The counts, plus why the Deployment cannot create pods, if its ReplicaFailure says so."""
+    for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return replace(counts, not_created=str(condition.get("message") or condition.get("reason") or ""))
+    return counts
 
 
 def _failure(pod: Mapping[str, Any]) -> str | None:
