@@ -321,7 +321,9 @@ class TopologySpreadConstraint(ApiModel):
 # The message names the first mount without a volume. The apiserver's cost estimate gives up on
 # strings built from filter() or join() results ("exceeds budget by 100x"), not on indexing, so
 # the mount is found by the index of its first `false` (no cel.bind in CRD rules: repeated).
-_ORPHAN = "self.volumeMounts[self.volumeMounts.map(m, self.volumes.exists(v, v.name == m.name)).indexOf(false)]"
+_ORPHAN = (
+    "self.volumeMounts[self.volumeMounts.map(m, self.volumes.exists(v, v.name == m.name)).indexOf(false)]"
+)
 SERVING_RULES: tuple[dict[str, str], ...] = (
     {
         "rule": "self.volumeMounts.all(m, self.volumes.exists(v, v.name == m.name))",
