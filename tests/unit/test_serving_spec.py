@@ -97,6 +97,11 @@ class TestStartupProbeDefaults:
         # and not more than one period beyond that: a server that never starts is restarted
         assert (threshold - 1) * period < max(2 * cold_start, pod_spec.MIN_STARTUP_SECONDS)
 
+    def test_an_unknown_cold_start_gets_a_generous_fixed_budget(self) -> None:
+        # a coldStartSeconds left to be measured: the pod template must not follow measurements
+        threshold = pod_spec.startup_failure_threshold(None, 10)
+        assert threshold * 10 == pod_spec.UNKNOWN_COLD_START_BUDGET_SECONDS == 1800
+
     def test_the_defaults_come_from_the_service_cold_start(self) -> None:
         container = _pod_spec(_model({"image": "vllm/vllm-openai:v0.6.3"}, cold_start=600))["containers"][0]
         assert container["startupProbe"] == {

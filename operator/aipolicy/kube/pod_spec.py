@@ -22,10 +22,19 @@ MIN_STARTUP_SECONDS = 60
 STARTUP_COLD_STARTS = 2
 
 
-def startup_failure_threshold(cold_start_seconds: int, period_seconds: int) -> int:
+#: The startup budget when no cold start is given (a scaling.coldStartSeconds left to be
+#: measured): generous, because the pod template must not follow a measurement (each new one
+#: would roll the Deployment) and a budget too short restarts a loading server forever.
+UNKNOWN_COLD_START_BUDGET_SECONDS = 1800
+
+
+def startup_failure_threshold(cold_start_seconds: int | None, period_seconds: int) -> int:
     """Failed startup probes before the kubelet restarts the container: failureThreshold x
     periodSeconds covers STARTUP_COLD_STARTS cold starts, and at least MIN_STARTUP_SECONDS."""
-    budget = max(STARTUP_COLD_STARTS * cold_start_seconds, MIN_STARTUP_SECONDS)
+    if cold_start_seconds is None:
+        budget = UNKNOWN_COLD_START_BUDGET_SECONDS
+    else:
+        budget = max(STARTUP_COLD_STARTS * cold_start_seconds, MIN_STARTUP_SECONDS)
     return max(1, math.ceil(budget / period_seconds))
 
 
@@ -38,7 +47,7 @@ def _http_probe(path: str, period: int, timeout: int, failures: int) -> dict[str
     }
 
 
-def probes(serving: Serving, cold_start_seconds: int) -> dict[str, Any]:
+def probes(serving: Serving, cold_start_seconds: int | None) -> dict[str, Any]:
     """The container's startupProbe and livenessProbe (each unless disabled)."""
     out: dict[str, Any] = {}
     startup = serving.startup_probe
@@ -74,7 +83,7 @@ def env(serving: Serving) -> list[dict[str, Any]]:
     return variables
 
 
-def container_fields(serving: Serving, cold_start_seconds: int) -> dict[str, Any]:
+def container_fields(serving: Serving, cold_start_seconds: int | None) -> dict[str, Any]:
     """What the server's container gets besides image, ports, resources and readiness."""
     fields: dict[str, Any] = probes(serving, cold_start_seconds)
     if serving.env:
