@@ -26,7 +26,11 @@ def _add_cel_rules(schema: dict[str, Any], cls: type[BaseModel]) -> None:
     """Copy a model's CEL rules into its JSON schema (and so into the CRD)."""
     rules = getattr(cls, "cel_rules", ())
     if rules:
-        schema["x-kubernetes-validations"] = [{"rule": rule, "message": msg} for rule, msg in rules]
+        # a (rule, message) pair, or a whole x-kubernetes-validations entry (messageExpression,
+        # fieldPath) when the message must name what is wrong
+        schema["x-kubernetes-validations"] = [
+            dict(rule) if isinstance(rule, dict) else {"rule": rule[0], "message": rule[1]} for rule in rules
+        ]
 
 
 class ApiModel(BaseModel):
@@ -45,7 +49,7 @@ class ApiModel(BaseModel):
     )
 
     #: CEL rules across fields, copied into the CRD as x-kubernetes-validations.
-    cel_rules: ClassVar[tuple[tuple[str, str], ...]] = ()
+    cel_rules: ClassVar[tuple[tuple[str, str] | dict[str, str], ...]] = ()
 
 
 class ApiStatus(ApiModel):

@@ -17,9 +17,22 @@ from aipolicy.api.common import (
     Enforcement,
     Money,
     ObjectMeta,
+    ObjectName,
     Quantity,
     TimeZone,
     cel_time_zone_rule,
+)
+from aipolicy.api.serving import (
+    SERVING_RULES,
+    EnvFromSource,
+    EnvVar,
+    LivenessProbe,
+    LocalObjectReference,
+    StartupProbe,
+    StrictQuantity,
+    TopologySpreadConstraint,
+    Volume,
+    VolumeMount,
 )
 
 KIND = "InferenceService"
@@ -82,15 +95,6 @@ class ReadinessProbe(ApiModel):
     """Failed probes in a row before the pod is unready."""
 
 
-class EnvVar(ApiModel):
-    """An environment variable with a literal value."""
-
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-    """The variable's name."""
-    value: str = ""
-    """Its value."""
-
-
 class Serving(ApiModel):
     """A self-hosted model server: the operator owns a Deployment and a Service for it."""
 
@@ -101,7 +105,7 @@ class Serving(ApiModel):
     args: list[str] = Field(default_factory=list, max_length=128)
     """Arguments to the server, such as --model and --max-model-len."""
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
-    """Environment variables of the server."""
+    """Environment variables of the server: literal values, or keys of Secrets and ConfigMaps (valueFrom)."""
     port: int = Field(default=8000, ge=1, le=65535)
     """The port the server listens on (vLLM: 8000)."""
     gpu: GPU = Field(default_factory=GPU)
@@ -120,6 +124,33 @@ class Serving(ApiModel):
     """Extra labels of the pods."""
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     """Extra annotations of the pods."""
+    # What a real deployment needs besides image and GPUs (api/serving.py, issue 16).
+    env_from: list[EnvFromSource] = Field(default_factory=list, max_length=16)
+    """Secrets and ConfigMaps whose every key becomes an environment variable."""
+    volumes: list[Volume] = Field(default_factory=list, max_length=32)
+    """Volumes of the pods: persistentVolumeClaim, secret, configMap, emptyDir or hostPath."""
+    volume_mounts: list[VolumeMount] = Field(default_factory=list, max_length=32)
+    """Where the server's container mounts volumes; each names one of volumes."""
+    shm_size: StrictQuantity | None = None
+    """The size of a memory-backed /dev/shm (an emptyDir of medium Memory named dshm), such as 16Gi; tensor parallelism needs more than the runtime's 64Mi. It counts against resources.memory."""
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list, max_length=16)
+    """Secrets with the credentials to pull the image from a private registry."""
+    priority_class_name: ObjectName | None = None
+    """The pods' PriorityClass (it must exist): which pods the scheduler preempts for which."""
+    runtime_class_name: ObjectName | None = None
+    """The pods' RuntimeClass, such as nvidia where the GPU operator installs one."""
+    service_account_name: ObjectName | None = None
+    """The ServiceAccount the pods run as (it must exist); unset, the namespace's default."""
+    startup_probe: StartupProbe = Field(default_factory=StartupProbe)
+    """Holds the liveness probe back while the model loads; its failure budget defaults from scaling.coldStartSeconds."""
+    liveness_probe: LivenessProbe = Field(default_factory=LivenessProbe)
+    """Restarts a server that stops answering, once it has started."""
+    topology_spread_constraints: list[TopologySpreadConstraint] = Field(default_factory=list, max_length=8)
+    """How replicas spread over zones or nodes; each counts this service's pods unless it has a labelSelector."""
+    termination_grace_period_seconds: int | None = Field(default=None, ge=0, le=86400)
+    """Seconds a stopping replica has to finish its in-flight generations before it is killed; unset, the Kubernetes default (30)."""
+
+    cel_rules = SERVING_RULES
 
 
 class Provider(ApiModel):

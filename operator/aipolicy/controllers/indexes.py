@@ -64,7 +64,8 @@ def slim_resource(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def slim_child(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A Deployment or Service the operator owns: what it applied last, and the replicas."""
+    """A Deployment, Service or PodDisruptionBudget the operator owns: what it applied last, the
+    replicas, and a Deployment's ReplicaFailure."""
     metadata = body.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
     slim: dict[str, Any] = {"metadata": _version(metadata)}
@@ -73,6 +74,15 @@ def slim_child(body: Mapping[str, Any]) -> dict[str, Any]:
     replicas = (body.get("spec") or {}).get("replicas")
     if replicas is not None:
         slim["spec"] = {"replicas": replicas}
+    # a Deployment whose pods admission refuses (a ServiceAccount or PriorityClass that does not
+    # exist) says so only here: observe/pods.py tells the user
+    failures = [
+        {k: c[k] for k in ("type", "status", "reason", "message") if k in c}
+        for c in (body.get("status") or {}).get("conditions") or []
+        if c.get("type") == "ReplicaFailure" and c.get("status") == "True"
+    ]
+    if failures:
+        slim["status"] = {"conditions": failures}
     return slim
 
 
@@ -150,6 +160,13 @@ def deployments_by_service(
 
 @kopf.index("", "v1", "services", labels={SERVICE_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
 def services_by_service(
+    namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Key, dict[str, Any]]:
+    return {(namespace, labels[SERVICE_LABEL]): slim_child(body)}
+
+
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels={SERVICE_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
+def disruption_budgets_by_service(
     namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
     return {(namespace, labels[SERVICE_LABEL]): slim_child(body)}

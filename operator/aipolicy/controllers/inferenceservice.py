@@ -37,7 +37,13 @@ from aipolicy.kube import children
 from aipolicy.kube.children import HASH_ANNOTATION, Backend
 from aipolicy.observe import presets
 from aipolicy.observe.absence import absent_or
-from aipolicy.observe.pods import PodCounts, count_pods, ready_since
+from aipolicy.observe.pods import (
+    PodCounts,
+    count_pods,
+    missing_reference,
+    ready_since,
+    with_creation_failure,
+)
 from aipolicy.observe.unschedulable import UNSCHEDULABLE
 from aipolicy.policy.coldstart import ColdStartSample, lead_time, measure_cold_starts
 from aipolicy.policy.conflicts import governing_policy
@@ -244,6 +250,7 @@ async def reconcile_inference_service(
     pods_by_service: kopf.Index[Key, dict[str, Any]],
     deployments_by_service: kopf.Index[Key, dict[str, Any]],
     services_by_service: kopf.Index[Key, dict[str, Any]],
+    disruption_budgets_by_service: kopf.Index[Key, dict[str, Any]],
     **_: Any,
 ) -> None:
     rt: Runtime = memo["runtime"]
@@ -256,6 +263,7 @@ async def reconcile_inference_service(
         pods_by_service.get(key, []),
         deployments_by_service.get(key, []),
         services_by_service.get(key, []),
+        disruption_budgets_by_service.get(key, []),
     )
     if memo.get(QUIET_INPUTS) == inputs and now < memo.get(NEXT_EVALUATION, now):
         return  # the same inputs as a pass that found nothing to do, and no evaluation due
@@ -274,6 +282,7 @@ async def reconcile_inference_service(
         pods_by_service.get(key, []),
         isvc.spec.serving.gpu.resource_name if isvc.spec.serving else "nvidia.com/gpu",
     )
+    pods = with_creation_failure(pods, one(deployments_by_service, key))
     mode = decide_mode(
         isvc,
         list(aibudgets_by_namespace.get(namespace, [])),
@@ -295,12 +304,17 @@ async def reconcile_inference_service(
             now,
             pods_by_service.get(key, []),
         )
+        budget = one(disruption_budgets_by_service, key)
+        wrote = await _reconcile_disruption_budget(rt, isvc, status.desired_replicas, budget) or wrote
     else:
         memo[NEXT_EVALUATION] = NEVER
         deployment = one(deployments_by_service, key)
         wrote = deployment is not None
         if deployment is not None:  # a service that moved from serving to provider
             await rt.kube.delete_deployment(namespace, name)
+        wrote = (
+            await _reconcile_disruption_budget(rt, isvc, 0, one(disruption_budgets_by_service, key)) or wrote
+        )
         status.replicas = status.ready_replicas = status.desired_replicas = 0
         conditions.set(
             "ScalingActive",
@@ -355,6 +369,25 @@ async def reconcile_inference_service(
         memo[QUIET_INPUTS] = inputs
 
 
+async def _reconcile_disruption_budget(
+    rt: Runtime, isvc: InferenceService, replicas: int, observed: dict[str, Any] | None
+) -> bool:
+    """Apply the service's PodDisruptionBudget at two replicas or more, delete it below (at one
+    it would protect nothing; at zero, in degraded mode at one, or for a provider it must not
+    linger). Follows the Deployment's replicas, so it goes in the same pass that scales down.
+    True if it wrote."""
+    if children.wants_disruption_budget(isvc, replicas):
+        manifest = _with_hash(children.disruption_budget(isvc))
+        if _applied_hash(observed) == _applied_hash(manifest):
+            return False
+        await rt.kube.apply(manifest)
+        return True
+    if observed is None:
+        return False
+    await rt.kube.delete_disruption_budget(isvc.metadata.namespace, isvc.metadata.name)
+    return True
+
+
 def _inputs(body: kopf.Body, *related: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:
     """Everything a pass reads from the API, as resource versions: equal means unchanged.
 
@@ -391,6 +424,24 @@ def _set_ready(
             "True",
             "ReplicasReady",
             f"{pods.ready} of {status.desired_replicas} replicas are ready{failing}",
+        )
+    elif pods.failing and (missing := missing_reference(pods.failing_message)) is not None:
+        conditions.set(
+            "Ready",
+            "False",
+            missing.reason,
+            f"{missing.describe(isvc.metadata.namespace)}, and spec.serving needs it: "
+            f"0 of {status.desired_replicas} replicas are ready and {pods.failing} cannot start "
+            f"({pods.failing_message})",
+        )
+    elif pods.not_created and pods.total == 0:
+        missing = missing_reference(pods.not_created)
+        conditions.set(
+            "Ready",
+            "False",
+            missing.reason if missing else "PodsNotCreated",
+            (f"{missing.describe(isvc.metadata.namespace)}, and spec.serving needs it: " if missing else "")
+            + f"the Deployment cannot create pods ({pods.not_created})",
         )
     elif pods.failing:
         conditions.set(

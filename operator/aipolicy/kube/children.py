@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from aipolicy.api.common import API_VERSION
 from aipolicy.api.inferenceservice import InferenceService
+from aipolicy.kube import pod_spec as pod_spec_fields
 
 SERVICE_LABEL = "aipolicy.dev/service"
 MODEL_LABEL = "aipolicy.dev/model"
@@ -78,8 +79,7 @@ def deployment(isvc: InferenceService, replicas: int) -> dict[str, Any]:
         container["command"] = list(serving.command)
     if serving.args:
         container["args"] = list(serving.args)
-    if serving.env:
-        container["env"] = [{"name": e.name, "value": e.value} for e in serving.env]
+    container.update(pod_spec_fields.container_fields(serving, isvc.spec.scaling.cold_start_seconds))
     pod_spec: dict[str, Any] = {"containers": [container]}
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
@@ -89,6 +89,7 @@ def deployment(isvc: InferenceService, replicas: int) -> dict[str, Any]:
         ]
     if serving.affinity:
         pod_spec["affinity"] = serving.affinity
+    pod_spec.update(pod_spec_fields.pod_fields(serving, selector))
     template_labels = {
         **serving.pod_labels,
         **MANAGED_BY,
@@ -120,6 +121,43 @@ def deployment(isvc: InferenceService, replicas: int) -> dict[str, Any]:
                 },
                 "spec": pod_spec,
             },
+        },
+    }
+
+
+#: A service with this many replicas or more gets a PodDisruptionBudget. Below it, a budget of
+#: maxUnavailable 1 would protect nothing, and at zero it would only be clutter.
+DISRUPTION_BUDGET_MIN_REPLICAS = 2
+
+
+def wants_disruption_budget(isvc: InferenceService, replicas: int) -> bool:
+    """Whether a service at `replicas` (what its Deployment is set to) gets a PodDisruptionBudget."""
+    return isvc.spec.serving is not None and replicas >= DISRUPTION_BUDGET_MIN_REPLICAS
+
+
+def disruption_budget(isvc: InferenceService) -> dict[str, Any]:
+    """The PodDisruptionBudget `<name>`: node drains evict one replica at a time.
+
+    maxUnavailable rather than minAvailable, so it never holds scaling back (the Deployment
+    deletes pods, it does not evict them) and a drain waits at most for one replacement to be
+    Ready. Unhealthy pods may always be evicted: replicas that are not Ready (a failing image, a
+    cold start, GPUs that are missing) count as disrupted already, and with the default policy
+    they would hold every drain until they recover, which may be never.
+    """
+    name = isvc.metadata.name
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": name,
+            "namespace": isvc.metadata.namespace,
+            "labels": {**MANAGED_BY, SERVICE_LABEL: name},
+            "ownerReferences": [owner_reference(isvc)],
+        },
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": pod_labels(isvc)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
 

@@ -34,9 +34,11 @@ class Kube:
     def __init__(self) -> None:
         self.apps = kubernetes.client.AppsV1Api()
         self.core = kubernetes.client.CoreV1Api()
+        self.policy = kubernetes.client.PolicyV1Api()
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply a Deployment or Service we own; returns the object as stored."""
+        """Server-side apply a child we own (Deployment, Service, PodDisruptionBudget); returns the
+        object as stored."""
         return await asyncio.to_thread(self._apply, manifest)
 
     def _apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +56,10 @@ class Kube:
             )
         elif manifest["kind"] == "Service":
             response = self.core.patch_namespaced_service(meta["name"], meta["namespace"], manifest, **kwargs)
+        elif manifest["kind"] == "PodDisruptionBudget":
+            response = self.policy.patch_namespaced_pod_disruption_budget(
+                meta["name"], meta["namespace"], manifest, **kwargs
+            )
         else:
             raise ValueError(f"cannot apply a {manifest['kind']}")
         stored: dict[str, Any] = json.loads(response.data)
@@ -63,6 +69,16 @@ class Kube:
         def delete() -> None:
             try:
                 self.apps.delete_namespaced_deployment(name, namespace)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+        await asyncio.to_thread(delete)
+
+    async def delete_disruption_budget(self, namespace: str, name: str) -> None:
+        def delete() -> None:
+            try:
+                self.policy.delete_namespaced_pod_disruption_budget(name, namespace)
             except ApiException as error:
                 if error.status != 404:
                     raise

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,9 @@ class PodCounts:
     """Why most unschedulable pods are Pending (observe/unschedulable.py), such as InsufficientGPU."""
     short_of_gpus: int = 0
     """Unschedulable pods whose reason is a shortage of the service's GPU resource."""
+    not_created: str = ""
+    """Why the Deployment cannot create pods (its ReplicaFailure condition), such as a
+    ServiceAccount or PriorityClass that does not exist: admission refuses the pods."""
 
 
 # What the kubelet reports while a container cannot start; none of them cures itself by waiting
@@ -44,6 +48,72 @@ FAILING_REASONS = frozenset(
         "RunContainerError",
     }
 )
+
+
+@dataclass(frozen=True)
+class MissingReference:
+    """A Secret or ConfigMap (or one of its keys) a pod refers to and the kubelet cannot find."""
+
+    kind: str
+    """Secret or ConfigMap."""
+    name: str
+    key: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """The condition reason: SecretNotFound, ConfigMapKeyNotFound, ..."""
+        return f"{self.kind}{'Key' if self.key is not None else ''}NotFound"
+
+    def describe(self, namespace: str) -> str:
+        """A sentence naming it: `Secret hf-token does not exist in namespace team-a`."""
+        where = "" if self.kind in ("PriorityClass", "RuntimeClass") else f" in namespace {namespace}"
+        if self.key is not None:
+            return f"{self.kind} {self.name}{where} has no key {self.key}"
+        return f"{self.kind} {self.name} does not exist{where}"
+
+
+# How the kubelet words it (pkg/kubelet/kubelet_pods.go, and the NotFound of its Secret and
+# ConfigMap managers): `secret "hf-token" not found`, `couldn't find key token in Secret ns/hf-token`;
+# and admission, when a Deployment cannot create pods: `serviceaccount "vllm" not found`,
+# `no PriorityClass with name x was found`, `RuntimeClass "x" not found`.
+_NOT_FOUND = re.compile(
+    r'\b(secrets?|configmaps?|serviceaccounts?|runtimeclass(?:es)?) "([^"]+)" not found', re.IGNORECASE
+)
+_KEY_NOT_FOUND = re.compile(
+    r"couldn't find key (\S+) in (Secret|ConfigMap) (?:[^/\s]+/)?([^\s:]+)", re.IGNORECASE
+)
+_PRIORITY_CLASS_NOT_FOUND = re.compile(r"no PriorityClass with name (\S+) was found")
+_KINDS = {
+    spelling: kind
+    for kind, spellings in {
+        "Secret": ("secret", "secrets"),
+        "ConfigMap": ("configmap", "configmaps"),
+        "ServiceAccount": ("serviceaccount", "serviceaccounts"),
+        "RuntimeClass": ("runtimeclass", "runtimeclasses"),
+    }.items()
+    for spelling in spellings
+}
+
+
+def missing_reference(message: str) -> MissingReference | None:
+    """The object a pod cannot start (or be created) without, from the kubelet's message for
+    CreateContainerConfigError or admission's refusal; None when the message is about something
+    else."""
+    if found := _KEY_NOT_FOUND.search(message):
+        return MissingReference(_KINDS[found.group(2).lower()], found.group(3), found.group(1))
+    if found := _NOT_FOUND.search(message):
+        return MissingReference(_KINDS[found.group(1).lower()], found.group(2))
+    if found := _PRIORITY_CLASS_NOT_FOUND.search(message):
+        return MissingReference("PriorityClass", found.group(1))
+    return None
+
+
+def with_creation_failure(counts: PodCounts, deployment: Mapping[str, Any] | None) -> PodCounts:
+    """The counts, plus why the Deployment cannot create pods, if its ReplicaFailure says so."""
+    for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return replace(counts, not_created=str(condition.get("message") or condition.get("reason") or ""))
+    return counts
 
 
 def _failure(pod: Mapping[str, Any]) -> str | None:
