@@ -27,6 +27,9 @@ class _InFlight:
     request: Request
     ok: bool
     watcher: RequestWatcher | None = None
+    #: A real request came through a real gateway, which counts it: the simulated gateway's
+    #: counters (this class's metrics) only count simulated traffic, or both would.
+    real: bool = False
 
 
 class ApiService:
@@ -106,7 +109,8 @@ class ApiService:
                     self._start(r)
 
     def _start(self, r: Request, watcher: RequestWatcher | None = None) -> None:
-        self.arrived += 1
+        if watcher is None:
+            self.arrived += 1
         f = self.faults
         if f.outage:
             delay, ok = f.outage_latency_s, False
@@ -114,7 +118,9 @@ class ApiService:
             delay, ok = FAST_FAIL_LATENCY_S, False
         else:
             delay, ok = self._latency(r), True
-        heapq.heappush(self._flight, (r.arrival + delay, self._seq, _InFlight(r, ok, watcher)))
+        heapq.heappush(
+            self._flight, (r.arrival + delay, self._seq, _InFlight(r, ok, watcher, watcher is not None))
+        )
         self._seq += 1
         if watcher is not None and ok and r.output_tokens > 0:
             # The provider streams its output at output_tokens_per_s once the prompt is read.
@@ -131,7 +137,7 @@ class ApiService:
     def forget(self, watcher: RequestWatcher) -> None:
         """The client went away: the provider still finishes (and bills) the request."""
         self._flight = [
-            (t, n, _InFlight(i.request, i.ok, None) if i.watcher is watcher else i)
+            (t, n, _InFlight(i.request, i.ok, None, True) if i.watcher is watcher else i)
             for t, n, i in self._flight
         ]
         heapq.heapify(self._flight)
@@ -141,9 +147,11 @@ class ApiService:
 
     def _complete(self, item: _InFlight) -> None:
         r = item.request
-        self.requests += 1
         if item.watcher is not None:
             item.watcher.done(self.now, "stop" if item.ok else "error")
+        if item.real:
+            return
+        self.requests += 1
         if item.ok:
             self.input_tokens += r.prompt_tokens
             self.output_tokens += r.output_tokens

@@ -130,3 +130,13 @@ async def test_provider_faults_answer_with_the_error_status(sim: Simulator, clie
     sim.fleet.set_faults(ServiceId("ns", "chat"), FaultSpec(errorRate=1.0).build())
     assert (await client.post("/pods/ns/chat-0/v1/chat/completions", json=_chat("llama"))).status == 500
     assert Backend.API.value == "api"
+
+
+async def test_real_provider_requests_stay_out_of_the_simulated_gateway_counters(
+    sim: Simulator, client: TestClient
+) -> None:
+    # the real gateway counts them; the simulated LiteLLM counters are for simulated traffic
+    ok = await client.post("/providers/ns/gpt/v1/chat/completions", json=_chat("gpt-4o-mini"))
+    assert ok.status == 200
+    metrics = sim.fleet.api_metrics(ServiceId("ns", "gpt"))
+    assert metrics is not None and metrics.requests == 0 and metrics.output_tokens == 0
