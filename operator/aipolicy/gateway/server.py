@@ -355,12 +355,13 @@ class Gateway:
                     reply_headers,
                 )
             try:
-                self.metrics.ttft.labels(self.namespace, name, label).observe(self.clock() - started)
+                ttft = self.metrics.ttft.labels(self.namespace, name, label)
                 if stream and upstream.status == 200:
                     status = 200
                     return await self._stream(
                         request, upstream, decision, reply_headers, client_wants_usage, started
                     )
+                ttft.observe(self.clock() - started)  # a whole answer: its headers are its first byte
                 payload = await upstream.read()
                 status = upstream.status
                 if status == 200:
@@ -430,7 +431,13 @@ class Gateway:
         await response.prepare(request)
         buffer = b""
         usage: tuple[int, int] | None = None
+        first = True
         async for chunk in upstream.content.iter_any():
+            if first:  # time to first token: the first bytes of the stream's body
+                self.metrics.ttft.labels(self.namespace, decision.service, decision.target.label).observe(
+                    self.clock() - started
+                )
+                first = False
             buffer += chunk
             out: list[bytes] = []
             while b"\n\n" in buffer:
