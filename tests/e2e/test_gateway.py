@@ -446,3 +446,167 @@ def test_a_held_request_times_out_with_503_model_is_starting(
     status, headers, body = gw.chat("example/idle")
     assert status == 503 and "model is starting" in body["error"]["message"]
     assert "retry-after" in headers
+
+
+def _policy(
+    chain: list[dict[str, Any]], *, target: str = "large", hold_for: str = "10s", **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "FallbackPolicy",
+        "metadata": {"name": "fallback"},
+        "spec": {
+            "target": target,
+            "triggers": [{"type": "ErrorRate", "threshold": 0.5, "window": "10s", "for": "2s"}],
+            "chain": chain,
+            "recovery": {"holdFor": hold_for, "minSwitchInterval": "2s"},
+            "evaluationInterval": "1s",
+            **spec,
+        },
+    }
+
+
+def test_an_error_storm_moves_real_requests_to_the_small_model_then_the_provider_then_back(
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    prometheus: Prometheus,
+    operator_process: OperatorFactory,
+    gateway: GatewayFactory,
+) -> None:
+    for name in ("large", "small"):
+        simulator.configure(namespace, name, {"modelName": f"example/{name}", **FAST_POD})
+        cluster.apply(_selfhosted(name, min_replicas=1), namespace)
+    _provider(simulator, namespace, "api")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    provider_step = {
+        "provider": {
+            "url": f"{simulator.url}/providers/{namespace}/api/v1",
+            "model": "gpt-4o-mini",
+            "apiKeySecret": SECRET,
+            "inputPerMillionTokens": "0.15",
+            "outputPerMillionTokens": "0.60",
+        }
+    }
+    cluster.apply(_policy([{"inferenceService": "small"}, provider_step]), namespace)
+    operator_process(namespace)
+    gw = gateway(namespace, [SECRET])
+    wait_until(
+        "the large model answering", lambda: gw.chat("example/large", 1)[0] == 200, timeout=120, interval=1
+    )
+    # simulated clients keep the large model's error rate measured while real requests go elsewhere
+    simulator.traffic(
+        namespace,
+        "large",
+        {"kind": "constant", "rate": 5, "duration": 600, "promptTokens": 50, "outputTokens": 5},
+    )
+
+    simulator.fault(namespace, "large", errorRate=0.9)
+
+    def served_by(backend: str) -> Callable[[], tuple[int, dict[str, str], dict[str, Any]] | None]:
+        def probe() -> tuple[int, dict[str, str], dict[str, Any]] | None:
+            answer = gw.chat("example/large", 2)
+            return answer if answer[0] == 200 and answer[1].get("x-aipolicy-backend") == backend else None
+
+        return probe
+
+    _, headers, body = wait_until(
+        "requests on the small model", served_by("service/small"), timeout=120, interval=1
+    )
+    assert headers["x-aipolicy-mode"] == "Fallback" and body["model"] == "example/small"
+
+    # the small model goes down too: the chain's provider serves, with its own model name and key
+    cluster.kubectl("-n", namespace, "delete", "inferenceservice", "small", "--wait=false")
+    _, headers, body = wait_until(
+        "requests on the provider", served_by("provider/127.0.0.1"), timeout=120, interval=1
+    )
+    assert body["model"] == "gpt-4o-mini"
+    assert _seen(simulator, namespace, "api")["unauthorized"] == 0
+    assert (
+        gw.metric(
+            "aipolicy_gateway_completion_tokens_total",
+            namespace=namespace,
+            service="large",
+            backend="provider/127.0.0.1",
+        )
+        >= 2
+    )
+
+    # healthy again: back on the large model after the recovery hold
+    simulator.clear_fault(namespace, "large")
+    _, headers, body = wait_until(
+        "requests back on the large model", served_by("service/large"), timeout=120, interval=1
+    )
+    assert headers["x-aipolicy-mode"] == "Normal" and body["model"] == "example/large"
+
+
+def _provider_step(simulator: Simulator, namespace: str) -> dict[str, Any]:
+    return {
+        "provider": {
+            "url": f"{simulator.url}/providers/{namespace}/api/v1",
+            "model": "gpt-4o-mini",
+            "apiKeySecret": SECRET,
+            "inputPerMillionTokens": "0.15",
+            "outputPerMillionTokens": "0.60",
+        }
+    }
+
+
+def test_cold_start_bridge_answers_from_the_provider_at_once(
+    cluster: Cluster, namespace: str, simulator: Simulator, gateway: GatewayFactory
+) -> None:
+    _provider(simulator, namespace, "api")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    cluster.apply(_selfhosted("cold", min_replicas=0, front_door={"queueTimeout": "1m"}), namespace)
+    cluster.apply(
+        _policy([_provider_step(simulator, namespace)], target="cold", coldStartBridge=True), namespace
+    )
+    gw = gateway(namespace, [SECRET])
+    status, headers, body = gw.chat("example/cold", 3, timeout=20)
+    assert status == 200, body
+    assert (
+        headers["x-aipolicy-mode"] == "ColdStartBridge"
+        and headers["x-aipolicy-backend"] == "provider/127.0.0.1"
+    )
+    assert body["model"] == "gpt-4o-mini"
+    assert gw.metric("aipolicy_frontdoor_requests_waiting", namespace=namespace, service="cold") == 0
+
+
+def test_overflow_sends_the_excess_of_a_burst_to_the_provider(
+    cluster: Cluster, namespace: str, simulator: Simulator, gateway: GatewayFactory
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _provider(simulator, namespace, "api")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    # one sequence decodes 20 tokens/s: a 40-token answer holds its slot for about 2 s
+    simulator.configure(
+        namespace,
+        "chat",
+        {
+            "modelName": "example/chat",
+            "capacity": {
+                "prefillTokensPerSecond": 50000,
+                "decodeTokensPerSecond": 400,
+                "perSequenceDecodeTokensPerSecond": 20,
+            },
+        },
+    )
+    cluster.apply(
+        _selfhosted("chat", min_replicas=1, front_door={"maxInFlightPerReplica": 2, "overflow": "Fallback"}),
+        namespace,
+    )
+    cluster.apply(_deployment_of("chat"), namespace)
+    cluster.apply(_policy([_provider_step(simulator, namespace)], target="chat"), namespace)
+    gw = gateway(namespace, [SECRET])
+    wait_until("a ready pod behind the gateway", lambda: gw.chat("example/chat", 1)[0] == 200, timeout=90)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: gw.chat("example/chat", 40), range(6)))
+    assert all(a[0] == 200 for a in answers), answers
+    backends = [a[1]["x-aipolicy-backend"] for a in answers]
+    on_pods = backends.count("service/chat")
+    assert 1 <= on_pods <= 2 + 1, backends  # the bound (2 per replica), give or take one finishing early
+    assert backends.count("provider/127.0.0.1") == 6 - on_pods
+    assert all(
+        a[1]["x-aipolicy-mode"] == "Overflow" for a in answers if a[1]["x-aipolicy-backend"] != "service/chat"
+    )
