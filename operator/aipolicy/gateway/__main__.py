@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--targets-dir", type=Path, default=None, help="write a Prometheus file_sd target here"
     )
     parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="serve these objects (YAML) instead of watching a cluster",
+    )
+    parser.add_argument(
         "--port-file", type=Path, default=None, help="write the listening port here once serving"
     )
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -58,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         context=args.context,
         targets_dir=args.targets_dir,
+        state_file=args.state_file,
     )
 
     async def main() -> None:

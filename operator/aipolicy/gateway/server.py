@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,9 @@ class GatewayOptions:
     context: str | None = None
     #: Prometheus file_sd folder: the gateway writes its own target there (loopback clusters).
     targets_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Serve a fixed set of objects from a YAML file instead of watching a cluster (benchmarks,
+    #: trying it out): a list of InferenceServices, FallbackPolicies, AIBudgets and Pods.
+    state_file: Path | None = None
 
 
 def _error(
@@ -485,6 +487,27 @@ def _api_client(kubeconfig: str | None, context: str | None) -> Any:
     return loader.new_client_from_config(config_file=kubeconfig, context=context)
 
 
+_KIND_OF = {
+    "InferenceService": "inferenceservices",
+    "FallbackPolicy": "fallbackpolicies",
+    "AIBudget": "aibudgets",
+    "Pod": "pods",
+}
+
+
+def load_state(store: Store, path: Path) -> None:
+    """Fill the store once from a YAML file of objects (see GatewayOptions.state_file)."""
+    import yaml
+
+    by_kind: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+    for obj in yaml.safe_load_all(path.read_text()):
+        for item in obj if isinstance(obj, list) else [obj]:
+            if item:
+                by_kind[_KIND_OF[item["kind"]]].append(item)
+    for kind, items in by_kind.items():
+        store.replace(kind, items)
+
+
 def _write_target(options: GatewayOptions, port: int) -> Path | None:
     if options.targets_dir is None:
         return None
@@ -502,17 +525,21 @@ async def serve(
     started: Callable[[Gateway, int], None] | None = None,
 ) -> None:
     """Watch the namespace, then serve until ``stop`` is set."""
-    from kubernetes import client
-
-    api_client = _api_client(options.kubeconfig, options.context)
-    loop = asyncio.get_running_loop()
     store = Store(options.namespace)
-    watchers = [Watcher(kind, options.namespace, api_client, loop, store) for kind in KINDS]
-    for w in watchers:
-        w.start()
-    secrets = SecretReader(
-        options.namespace, folder=options.secrets_dir, core_api=client.CoreV1Api(api_client)
-    )
+    watchers: list[Watcher] = []
+    if options.state_file is not None:
+        load_state(store, options.state_file)
+        secrets = SecretReader(options.namespace, folder=options.secrets_dir)
+    else:
+        from kubernetes import client
+
+        api_client = _api_client(options.kubeconfig, options.context)
+        loop = asyncio.get_running_loop()
+        watchers = [Watcher(kind, options.namespace, api_client, loop, store) for kind in KINDS]
+        for w in watchers:
+            w.start()
+        core = client.CoreV1Api(api_client)
+        secrets = SecretReader(options.namespace, folder=options.secrets_dir, core_api=core)
     gateway = Gateway(store, secrets, options)
     runner = web.AppRunner(gateway.create_app(), access_log=None, handler_cancellation=True)
     await runner.setup()
