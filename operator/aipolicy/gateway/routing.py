@@ -71,6 +71,18 @@ class Snapshot:
     policies: tuple[Mapping[str, Any], ...] = ()
     budgets: tuple[Mapping[str, Any], ...] = ()
     ready: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
+    #: Parsed specs by object identity: a snapshot is never changed after it is made (the store
+    #: makes a new one on every event), so each object is validated once, not per request.
+    parsed: dict[tuple[str, int], Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def memo(self, what: str, obj: Mapping[str, Any], parse: Any) -> Any:
+        key = (what, id(obj))
+        if key not in self.parsed:
+            try:
+                self.parsed[key] = parse(obj)
+            except ValueError:
+                self.parsed[key] = None
+        return self.parsed[key]
 
 
 @dataclass(frozen=True)
@@ -152,11 +164,20 @@ class Refuse:
 Decision = Forward | Hold | Refuse
 
 
-def _spec(obj: Mapping[str, Any]) -> InferenceServiceSpec | None:
-    try:
-        return InferenceServiceSpec.model_validate(obj.get("spec") or {})
-    except ValueError:
-        return None
+def _spec(snapshot: Snapshot, obj: Mapping[str, Any]) -> InferenceServiceSpec | None:
+    spec: InferenceServiceSpec | None = snapshot.memo(
+        "isvc", obj, lambda o: InferenceServiceSpec.model_validate(o.get("spec") or {})
+    )
+    return spec
+
+
+def _selector(snapshot: Snapshot, budget: Mapping[str, Any]) -> LabelSelector | None:
+    selector: LabelSelector | None = snapshot.memo(
+        "selector",
+        budget,
+        lambda b: LabelSelector.model_validate((b.get("spec") or {}).get("selector") or {}),
+    )
+    return selector
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -214,9 +235,8 @@ def _suspending_budget(snapshot: Snapshot, name: str) -> Mapping[str, Any] | Non
         spec = budget.get("spec") or {}
         if spec.get("enforcement", "Enforce") != "Enforce":
             continue
-        try:
-            selector = LabelSelector.model_validate(spec.get("selector") or {})
-        except ValueError:
+        selector = _selector(snapshot, budget)
+        if selector is None:
             continue
         if selector.matches(labels) and (budget.get("status") or {}).get("activeAction") == "Suspend":
             return budget
@@ -229,9 +249,8 @@ def _degrading(snapshot: Snapshot, name: str) -> bool:
         spec = budget.get("spec") or {}
         if spec.get("enforcement", "Enforce") != "Enforce":
             continue
-        try:
-            selector = LabelSelector.model_validate(spec.get("selector") or {})
-        except ValueError:
+        selector = _selector(snapshot, budget)
+        if selector is None:
             continue
         if selector.matches(labels) and (budget.get("status") or {}).get("activeAction") == "Degrade":
             return True
@@ -273,13 +292,17 @@ def _policy_of(snapshot: Snapshot, name: str) -> tuple[FallbackPolicySpec, Fallb
     for policy in sorted(snapshot.policies, key=lambda p: p["metadata"]["name"]):
         if (policy.get("spec") or {}).get("target") != name:
             continue
-        try:
-            spec = FallbackPolicySpec.model_validate(policy.get("spec") or {})
-            status = FallbackPolicyStatus.model_validate(policy.get("status") or {})
-        except ValueError:
-            continue
-        if spec.enforcement == "Enforce":
-            return spec, status
+        parsed = snapshot.memo(
+            "policy",
+            policy,
+            lambda p: (
+                FallbackPolicySpec.model_validate(p.get("spec") or {}),
+                FallbackPolicyStatus.model_validate(p.get("status") or {}),
+            ),
+        )
+        if parsed is not None and parsed[0].enforcement == "Enforce":
+            result: tuple[FallbackPolicySpec, FallbackPolicyStatus] = parsed
+            return result
     return None
 
 
@@ -287,7 +310,7 @@ def _step_target(snapshot: Snapshot, step: FallbackStep, currency: str) -> Targe
     """The backend of a chain step (None for ``degraded``, or a service that is gone)."""
     if step.inference_service is not None:
         obj = snapshot.services.get(step.inference_service)
-        spec = _spec(obj) if obj is not None else None
+        spec = _spec(snapshot, obj) if obj is not None else None
         return None if spec is None else _own_target(snapshot, step.inference_service, spec)
     if step.provider is not None:
         p = step.provider
@@ -334,7 +357,7 @@ def route(
     ``in_flight``: requests the gateway has at each service's pods now (for overflow).
     """
     obj = snapshot.services.get(name)
-    spec = _spec(obj) if obj is not None else None
+    spec = _spec(snapshot, obj) if obj is not None else None
     if obj is None or spec is None:
         return Refuse(
             404, f"InferenceService {name} is gone or invalid", "invalid_request_error", "model_not_found"
@@ -384,7 +407,7 @@ def _over_bound(front_door: FrontDoor, own: PodsTarget, in_flight: int) -> bool:
 def _serve(snapshot: Snapshot, name: str, target: Target, mode: str) -> Decision:
     if isinstance(target, PodsTarget) and not target.endpoints:
         waiting_obj = snapshot.services.get(target.service)
-        waiting_spec = _spec(waiting_obj) if waiting_obj is not None else None
+        waiting_spec = _spec(snapshot, waiting_obj) if waiting_obj is not None else None
         fd = waiting_spec.front_door if waiting_spec is not None else FrontDoor()
         return Hold(name, target.service, fd.queue_size, parse_duration(fd.queue_timeout).total_seconds())
     return Forward(name, target, mode)
