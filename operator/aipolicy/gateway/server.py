@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -360,9 +360,11 @@ class Gateway:
                 ttft = self.metrics.ttft.labels(self.namespace, name, label)
                 if stream and upstream.status == 200:
                     status = 200
-                    return await self._stream(
+                    response, broken = await self._stream(
                         request, upstream, decision, reply_headers, client_wants_usage, started
                     )
+                    status = 502 if broken else 200
+                    return response
                 ttft.observe(self.clock() - started)  # a whole answer: its headers are its first byte
                 payload = await upstream.read()
                 status = upstream.status
@@ -420,7 +422,9 @@ class Gateway:
         reply_headers: dict[str, str],
         client_wants_usage: bool,
         started: float,
-    ) -> web.StreamResponse:
+    ) -> tuple[web.StreamResponse, bool]:
+        """Pass the stream on frame by frame; True with it when the backend broke off mid-way
+        (the client then gets an OpenAI-style error event, as the OpenAI API sends one)."""
         response = web.StreamResponse(
             status=200,
             headers={
@@ -434,7 +438,17 @@ class Gateway:
         buffer = b""
         usage: tuple[int, int] | None = None
         first = True
-        async for chunk in upstream.content.iter_any():
+        async for chunk in _safe_chunks(upstream):
+            if chunk is None:
+                error = {
+                    "error": {
+                        "message": f"backend {decision.target.label} broke off the stream",
+                        "type": "bad_gateway",
+                    }
+                }
+                await response.write(f"data: {json.dumps(error)}\n\n".encode())
+                await response.write_eof()
+                return response, True
             if first:  # time to first token: the first bytes of the stream's body
                 self.metrics.ttft.labels(self.namespace, decision.service, decision.target.label).observe(
                     self.clock() - started
@@ -454,7 +468,7 @@ class Gateway:
             await response.write(buffer)
         self._record_usage(decision, usage)
         await response.write_eof()
-        return response
+        return response, False
 
     @staticmethod
     def _inspect(frame: bytes, client_wants_usage: bool) -> tuple[bool, tuple[int, int] | None]:
@@ -473,6 +487,15 @@ class Gateway:
         if usage is not None and not client_wants_usage and payload.get("choices") == []:
             return False, usage
         return True, usage
+
+
+async def _safe_chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes | None]:
+    """The body's chunks as they come; None once if the backend breaks off mid-way."""
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError):
+        yield None
 
 
 def _api_client(kubeconfig: str | None, context: str | None) -> Any:

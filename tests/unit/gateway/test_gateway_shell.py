@@ -311,3 +311,27 @@ async def test_overflow_sends_the_excess_to_the_chain(harness: Harness) -> None:
     backends = sorted(r.headers[BACKEND_HEADER] for r in responses)
     assert all(r.status == 200 for r in responses)
     assert "service/chat" in backends and "service/gpt" in backends
+
+
+async def test_a_backend_breaking_off_mid_stream_is_an_error_event_and_a_502(harness: Harness) -> None:
+    from aiohttp import web
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b'data: {"choices": [{"index": 0, "delta": {"content": "a"}}]}\n\n')
+        assert request.transport is not None
+        request.transport.close()  # the server dies mid-answer
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/pods/{namespace}/{pod}/v1/chat/completions", broken)
+    async with TestServer(app, host="127.0.0.1") as dying:
+        harness.gateway.options.pod_url_template = (
+            f"http://127.0.0.1:{dying.port}" + "/pods/{namespace}/{pod}"
+        )
+        resp = await harness.gw.post("/v1/chat/completions", json=_chat("llama-70b", stream=True))
+        text = await resp.text()
+    assert resp.status == 200 and '"delta": {"content": "a"}' in text
+    assert "broke off the stream" in text
+    assert harness.metric("aipolicy_gateway_requests_total", service="chat", code="502") == 1
