@@ -31,7 +31,12 @@ import aiohttp
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = "fake-model"
+MODEL = "fake-model"  # the latency backend: --latency, then 10 tokens 1 ms apart
+FAST = "fake-fast"  # no delay at all: what the proxy itself sustains
+SLOW_STREAM = "fake-stream"  # 100 ms to the first token, then one every 200 ms: long-lived streams
+# LiteLLM refuses to start without a master key; every target gets it (the gateway drops it).
+MASTER_KEY = "sk-bench-local-only"
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 
 # --- the fake backend -------------------------------------------------------------------------
@@ -41,7 +46,7 @@ def backend_app(latency_s: float, tokens: int, token_interval_s: float) -> web.A
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         n = int(body.get("max_tokens") or tokens)
-        delay = float(request.headers.get("x-bench-delay", latency_s))
+        delay = latency_s
         usage = {"prompt_tokens": 5, "completion_tokens": n, "total_tokens": 5 + n}
         if not body.get("stream"):
             await asyncio.sleep(delay)
@@ -63,7 +68,7 @@ def backend_app(latency_s: float, tokens: int, token_interval_s: float) -> web.A
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await asyncio.sleep(delay)
-        interval = float(request.headers.get("x-bench-interval", token_interval_s))
+        interval = token_interval_s
         for i in range(n):
             chunk = {
                 "id": "x",
@@ -84,8 +89,10 @@ def backend_app(latency_s: float, tokens: int, token_interval_s: float) -> web.A
     return app
 
 
-def run_backend(port: int, latency_s: float) -> None:
-    web.run_app(backend_app(latency_s, 10, 0.001), host="127.0.0.1", port=port, access_log=None, print=None)
+def run_backend(port: int, latency_s: float, interval_s: float) -> None:
+    web.run_app(
+        backend_app(latency_s, 10, interval_s), host="127.0.0.1", port=port, access_log=None, print=None
+    )
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -100,35 +107,42 @@ def _free_port() -> int:
         return port
 
 
-def _state_file(folder: Path, backend_port: int) -> Path:
-    objects = [
-        {
-            "kind": "InferenceService",
-            "metadata": {"name": "bench", "namespace": "bench"},
-            "spec": {
-                "model": MODEL,
-                "serving": {"image": "fake", "port": backend_port},
-                "pricing": {"gpuHour": "1", "inputPerMillionTokens": "1", "outputPerMillionTokens": "2"},
-            },
-        },
-        {
-            "kind": "Pod",
-            "metadata": {"name": "bench-0", "labels": {"aipolicy.dev/service": "bench"}},
-            "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]},
-        },
-    ]
+def _state_file(folder: Path, ports: dict[str, int]) -> Path:
+    """One InferenceService and one Ready pod (the fake backend) per model."""
+    objects: list[dict[str, Any]] = []
+    for model, port in ports.items():
+        objects.append(
+            {
+                "kind": "InferenceService",
+                "metadata": {"name": model, "namespace": "bench"},
+                "spec": {
+                    "model": model,
+                    "serving": {"image": "fake", "port": port},
+                    "pricing": {"gpuHour": "1", "inputPerMillionTokens": "1", "outputPerMillionTokens": "2"},
+                },
+            }
+        )
+        objects.append(
+            {
+                "kind": "Pod",
+                "metadata": {"name": f"{model}-0", "labels": {"aipolicy.dev/service": model}},
+                "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]},
+            }
+        )
     path = folder / "state.json"
     path.write_text(json.dumps(objects))  # JSON is YAML
     return path
 
 
-async def _wait_listening(url: str, within_s: float = 60) -> None:
+async def _wait_listening(url: str, model: str, within_s: float = 60) -> None:
     deadline = time.monotonic() + within_s
     async with aiohttp.ClientSession() as s:
         while time.monotonic() < deadline:
             try:
-                async with s.post(url, json={"model": MODEL, "messages": [], "max_tokens": 1}) as r:
-                    if r.status < 500:
+                async with s.post(
+                    url, json={"model": model, "messages": [], "max_tokens": 1}, headers=AUTH
+                ) as r:
+                    if r.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
@@ -157,7 +171,7 @@ async def open_loop(url: str, rate: float, duration: float, session: aiohttp.Cli
     async def one() -> None:
         nonlocal errors
         t0 = time.perf_counter()
-        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+        async with session.post(url, data=body, headers={"Content-Type": "application/json", **AUTH}) as r:
             await r.read()
             if r.status != 200:
                 errors += 1
@@ -188,13 +202,13 @@ def _pct(values: list[float], q: float) -> float:
 async def closed_loop(url: str, clients: int, duration: float, session: aiohttp.ClientSession) -> float:
     done = 0
     stop = time.perf_counter() + duration
-    body = json.dumps({"model": MODEL, "messages": [], "max_tokens": 1}).encode()
+    body = json.dumps({"model": FAST, "messages": [], "max_tokens": 1}).encode()
 
     async def client() -> None:
         nonlocal done
         while time.perf_counter() < stop:
             async with session.post(
-                url, data=body, headers={"Content-Type": "application/json", "x-bench-delay": "0"}
+                url, data=body, headers={"Content-Type": "application/json", **AUTH}
             ) as r:
                 await r.read()
                 if r.status == 200:
@@ -209,14 +223,14 @@ async def streams_rss(url: str, pid: int, streams: int) -> tuple[float, int]:
     """Open ``streams`` concurrent streams (10 s each) and read the proxy's RSS mid-way."""
     connector = aiohttp.TCPConnector(limit=0)
     ok = 0
-    body = json.dumps({"model": MODEL, "messages": [], "max_tokens": 50, "stream": True}).encode()
+    body = json.dumps({"model": SLOW_STREAM, "messages": [], "max_tokens": 50, "stream": True}).encode()
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=120)
     ) as session:
 
         async def one() -> None:
             nonlocal ok
-            headers = {"Content-Type": "application/json", "x-bench-delay": "0.1", "x-bench-interval": "0.2"}
+            headers = {"Content-Type": "application/json", **AUTH}
             async with session.post(url, data=body, headers=headers) as r:
                 async for _ in r.content.iter_any():
                     pass
@@ -231,49 +245,61 @@ async def streams_rss(url: str, pid: int, streams: int) -> tuple[float, int]:
 
 @dataclass
 class Setup:
-    targets: dict[str, str]
+    #: per target (direct, gateway, litellm): the URL to call for each model
+    targets: dict[str, dict[str, str]]
     pids: dict[str, int]
     procs: list[subprocess.Popen[bytes]]
 
 
 def start_processes(args: argparse.Namespace) -> Setup:
-    """The fake backend, the gateway and (optionally) LiteLLM, each in its own process."""
+    """Three fake backends, the gateway and (optionally) LiteLLM, each in its own process."""
     folder = Path(tempfile.mkdtemp(prefix="gw-bench-"))
-    backend_port, gateway_port = _free_port(), _free_port()
     py = sys.executable
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    backend_args = [py, "-m", "bench.gateway_overhead", "backend", "--port", str(backend_port)]
-    procs = [subprocess.Popen([*backend_args, "--latency", str(args.latency)], cwd=REPO, env=env)]
-    state = _state_file(folder, backend_port)
+    shapes = {MODEL: (args.latency, 0.001), FAST: (0.0, 0.0), SLOW_STREAM: (0.1, 0.2)}
+    ports = {model: _free_port() for model in shapes}
+    procs: list[subprocess.Popen[bytes]] = []
+    for model, (latency, interval) in shapes.items():
+        backend = [py, "-m", "bench.gateway_overhead", "backend", "--port", str(ports[model])]
+        backend += ["--latency", str(latency), "--interval", str(interval)]
+        procs.append(subprocess.Popen(backend, cwd=REPO, env=env))
+    direct = {m: f"http://127.0.0.1:{p}/v1/chat/completions" for m, p in ports.items()}
+    gateway_port = _free_port()
     gateway_args = [py, "-m", "aipolicy", "gateway", "--namespace", "bench", "--port", str(gateway_port)]
-    gateway_args += ["--state-file", str(state), "--pod-url-template", "http://{ip}:{port}"]
+    gateway_args += [
+        "--state-file",
+        str(_state_file(folder, ports)),
+        "--pod-url-template",
+        "http://{ip}:{port}",
+    ]
     gateway = subprocess.Popen(gateway_args, cwd=REPO, env=env, **quiet)  # type: ignore[call-overload]
     procs.append(gateway)
+    gateway_url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
     setup = Setup(
-        {
-            "direct": f"http://127.0.0.1:{backend_port}/v1/chat/completions",
-            "gateway": f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
-        },
-        {"gateway": gateway.pid},
-        procs,
+        {"direct": direct, "gateway": dict.fromkeys(ports, gateway_url)}, {"gateway": gateway.pid}, procs
     )
     if args.litellm:
         litellm_port = _free_port()
         config = folder / "litellm.yaml"
-        config.write_text(
-            "model_list:\n"
-            f"  - model_name: {MODEL}\n"
-            "    litellm_params:\n"
-            f"      model: openai/{MODEL}\n"
-            f"      api_base: http://127.0.0.1:{backend_port}/v1\n"
-            "      api_key: fake\n"
-        )
+        lines = ["model_list:"]
+        for model, port in ports.items():
+            lines += [
+                f"  - model_name: {model}",
+                "    litellm_params:",
+                f"      model: openai/{model}",
+                f"      api_base: http://127.0.0.1:{port}/v1",
+                "      api_key: fake",
+            ]
+        lines += ["general_settings:", f"  master_key: {MASTER_KEY}"]
+        config.write_text("\n".join(lines) + "\n")
         lite_args = [args.litellm, "--config", str(config), "--port", str(litellm_port), "--num_workers", "1"]
         lite = subprocess.Popen(lite_args, **quiet)  # type: ignore[call-overload]
         procs.append(lite)
         setup.pids["litellm"] = lite.pid
-        setup.targets["litellm"] = f"http://127.0.0.1:{litellm_port}/v1/chat/completions"
+        setup.targets["litellm"] = dict.fromkeys(
+            ports, f"http://127.0.0.1:{litellm_port}/v1/chat/completions"
+        )
     return setup
 
 
@@ -289,22 +315,22 @@ def stop_processes(setup: Setup) -> None:
 
 async def measure(setup: Setup, args: argparse.Namespace) -> dict[str, Any]:
     targets = setup.targets
-    for url in targets.values():
-        await _wait_listening(url, within_s=180)
+    for urls in targets.values():
+        for model, url in urls.items():
+            await _wait_listening(url, model, within_s=180)
     results: dict[str, Any] = {"latency": {}, "max_rps": {}, "rss": {}}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        for url in targets.values():
-            await open_loop(url, 20, 1, session)  # warm up
+        for urls in targets.values():
+            await open_loop(urls[MODEL], 20, 1, session)  # warm up
         for rate in args.rates:
-            for name, url in targets.items():
-                lat = await open_loop(url, rate, args.duration, session)
+            for name, urls in targets.items():
+                lat = await open_loop(urls[MODEL], rate, args.duration, session)
                 results["latency"][(name, rate)] = (_pct(lat, 0.5), _pct(lat, 0.99), len(lat))
-        for name, url in targets.items():
-            if name != "direct":
-                results["max_rps"][name] = await closed_loop(url, 64, args.duration, session)
+        for name, urls in targets.items():
+            results["max_rps"][name] = await closed_loop(urls[FAST], 64, args.duration, session)
     for name, pid in setup.pids.items():
-        results["rss"][name] = await streams_rss(targets[name], pid, args.streams)
+        results["rss"][name] = await streams_rss(targets[name][SLOW_STREAM], pid, args.streams)
     return results
 
 
@@ -348,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("mode", nargs="?", default="measure", choices=["measure", "backend"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--interval", type=float, default=0.001, help="backend: seconds between tokens")
     parser.add_argument("--rates", type=int, nargs="+", default=[50, 200, 500])
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--streams", type=int, default=1000)
@@ -356,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.mode == "backend":
-        run_backend(args.port, args.latency)
+        run_backend(args.port, args.latency, args.interval)
         return 0
     setup = start_processes(args)
     try:
