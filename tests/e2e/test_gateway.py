@@ -110,7 +110,9 @@ def _kubeconfig_for(cluster: Cluster, namespace: str, path: Path) -> Path:
 
 
 @pytest.fixture
-def gateway(cluster: Cluster, simulator: Simulator, tmp_path: Path) -> Iterator[GatewayFactory]:
+def gateway(
+    cluster: Cluster, crds_installed: None, simulator: Simulator, tmp_path: Path
+) -> Iterator[GatewayFactory]:
     """Start the gateway of a namespace with exactly the Role it would get in a cluster."""
     started: list[ManagedProcess] = []
 
