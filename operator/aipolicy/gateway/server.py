@@ -564,7 +564,11 @@ async def serve(
         core = client.CoreV1Api(api_client)
         secrets = SecretReader(options.namespace, folder=options.secrets_dir, core_api=core)
     gateway = Gateway(store, secrets, options)
-    runner = web.AppRunner(gateway.create_app(), access_log=None, handler_cancellation=True)
+    # On SIGTERM, requests in flight get a bounded drain (a pod's grace period is 30 s), not
+    # aiohttp's 60 s: a request held for a cold start would otherwise keep the process alive.
+    runner = web.AppRunner(
+        gateway.create_app(), access_log=None, handler_cancellation=True, shutdown_timeout=10.0
+    )
     await runner.setup()
     target_file: Path | None = None
     try:
