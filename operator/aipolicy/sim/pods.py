@@ -487,9 +487,42 @@ class PodService:
         self._admit()
 
     def forget(self, watcher: RequestWatcher) -> None:
-        """The client went away: stop telling it (the sequence runs on, as in a busy server)."""
-        for rid in [r for r, w in self._watchers.items() if w is watcher]:
-            del self._watchers[rid]
+        """The client went away: abort its sequence, as vLLM does when the socket closes
+        (``finished_reason="abort"``), keeping the tokens already processed."""
+        rid = next((r for r, w in self._watchers.items() if w is watcher), None)
+        if rid is None:
+            return
+        del self._watchers[rid]
+        for i, seq in enumerate(self._queue):
+            if seq.rid == rid:
+                del self._queue[i]
+                self._fail_queued(seq, "abort")
+                return
+        for pod in self._pods.values():
+            for phase in (pod.prefill, pod.decode):
+                for j, (_, _, seq) in enumerate(phase):
+                    if seq.rid == rid:
+                        self._abort_one(pod, phase, j, seq)
+                        self._admit()
+                        return
+
+    def _abort_one(self, pod: _Pod, phase: _Heap, index: int, seq: _Seq) -> None:
+        pod.sync(self.now)
+        phase.pop(index)
+        heapq.heapify(phase)
+        if phase is pod.prefill:
+            done = pod.v_p - seq.start_v
+            pod.prompt_done += done
+            self.totals.prompt_tokens += done
+            pod.sum_start_p = pod.sum_start_p - seq.start_v if pod.prefill else 0.0
+        else:
+            done = pod.v_d - seq.start_v
+            pod.gen_done += done
+            self.totals.generation_tokens += done
+            pod.sum_start_d = pod.sum_start_d - seq.start_v if pod.decode else 0.0
+            pod.decode_context -= seq.prompt + 1
+        self._finish(pod, seq, "abort", ttft=None)
+        self._reschedule(pod)
 
     def next_event_time(self) -> float:
         """When the model next changes by itself (a phase ends, a queued request times out)."""

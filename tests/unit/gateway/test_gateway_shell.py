@@ -280,14 +280,18 @@ async def test_activator_holds_until_a_pod_is_ready_then_times_out_without_one(h
 async def test_client_gone_mid_stream_cancels_the_backend_request(harness: Harness) -> None:
     async with aiohttp.ClientSession() as s:
         url = f"http://127.0.0.1:{harness.gw.port}/v1/chat/completions"
-        async with s.post(url, json=_chat("llama-70b", 400, stream=True)) as resp:
+        async with s.post(url, json=_chat("llama-70b", 4000, stream=True)) as resp:
             assert resp.status == 200
             await resp.content.readany()
+    svc = harness.sim.fleet.service(ServiceId(NS, "chat"))
+    assert svc is not None
     for _ in range(100):
-        if (await harness.stats("chat"))["clientGone"] == 1:
+        if (await harness.stats("chat"))["clientGone"] == 1 and svc.running == 0:  # type: ignore[union-attr]
             break
         await asyncio.sleep(0.05)
     assert (await harness.stats("chat"))["clientGone"] == 1
+    # the pod stopped decoding (4000 tokens at 200/s would take 20 s): aborted, as vLLM does
+    assert svc.running == 0 and svc.totals.failed == 1  # type: ignore[union-attr]
     assert harness.metric("aipolicy_gateway_requests_total", service="chat", code="499") == 1
 
 
