@@ -32,6 +32,8 @@ class Demo:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.started_cluster = False
         self.sim_url = ""
+        self.gateway_url = ""
+        self.clients: Any = None
 
     # -- plumbing ---------------------------------------------------------------------------
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
@@ -68,6 +70,8 @@ class Demo:
 
     def show(self) -> None:
         print(self.kubectl("get", "ai", "-n", NAMESPACE), flush=True)
+        if self.clients is not None:
+            print(self.clients.summary(), flush=True)
 
     def watch(self, seconds: float, every: float = 15) -> None:
         end = time.monotonic() + seconds
@@ -127,6 +131,26 @@ class Demo:
             env={**self.env, "KUBECONFIG": f"{self.run_dir}/kubeconfig", "AIPOLICY_TICK_SECONDS": "1"},
         )
         _wait(lambda: _ok(f"{self.sim_url}/healthz"), "the simulator")
+        gateway_port = _free_port()
+        self.gateway_url = f"http://127.0.0.1:{gateway_port}"
+        self.spawn(
+            "gateway",
+            sys.executable,
+            "-m",
+            "aipolicy",
+            "gateway",
+            "--namespace",
+            NAMESPACE,
+            "--port",
+            str(gateway_port),
+            "--kubeconfig",
+            f"{self.run_dir}/kubeconfig",
+            "--pod-url-template",
+            self.sim_url + "/pods/{namespace}/{pod}",
+            "--targets-dir",
+            env["PROMETHEUS_TARGETS_DIR"],
+        )
+        _wait(lambda: _ok(f"{self.gateway_url}/healthz"), "the gateway")
 
     def story(self) -> None:
         self.say("applying a large model, a small model, a fallback policy and a team budget")
@@ -138,6 +162,12 @@ class Demo:
                 {"capacity": {"prefillTokensPerSecond": capacity, "decodeTokensPerSecond": capacity / 5}},
             )
         self.watch(20, every=10)
+
+        from demo_gateway import GatewayClients  # hack/, next to this script
+
+        self.say(f"real clients: 2 requests/s through the gateway ({self.gateway_url}), sized from the trace")
+        self.clients = GatewayClients(self.gateway_url, "meta-llama/Llama-3.1-70B-Instruct")
+        self.clients.start()
 
         self.say("replaying the Azure LLM trace (one real hour, 5x faster) into llama-70b")
         self.sim("PUT", f"/traffic/{NAMESPACE}/llama-70b", {"kind": "trace", "speedup": 5, "scale": 1})
@@ -152,6 +182,22 @@ class Demo:
         self.say("clearing the fault: llama-70b gets its traffic back after the 30 s recovery hold")
         self.sim("DELETE", f"/faults/{NAMESPACE}/llama-70b")
         self.watch(60)
+
+        self.say("lowering the team budget's limit: it suspends the team, the gateway answers 429")
+        self.kubectl(
+            "patch",
+            "aibudget",
+            "demo-daily",
+            "-n",
+            NAMESPACE,
+            "--type=merge",
+            "-p",
+            '{"spec":{"limit":"0.01"}}',
+        )
+        self.watch(30, every=10)
+        if self.clients is not None:
+            print(f"the client read: {self.clients.last_refusal or '(no 429 yet)'}", flush=True)
+            self.clients.stop()
 
         self.say("what happened, as events")
         print(

@@ -1,4 +1,4 @@
-"""The `aipolicy` command: run the operator, generate CRDs, simulate a policy offline."""
+"""The `aipolicy` command: run the operator or the gateway, generate CRDs, simulate a policy offline."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def _sim(args: argparse.Namespace) -> int:
     return sim_main(args.sim_args)
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from aipolicy.gateway.__main__ import run as gateway_run
+
+    return gateway_run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aipolicy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser("sim", help="the model-server simulator (serve | simulate)", add_help=False)
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
     sim.set_defaults(func=_sim)
+
+    from aipolicy.gateway.__main__ import add_arguments as gateway_arguments
+
+    gateway = commands.add_parser("gateway", help="the OpenAI-compatible front door of one namespace")
+    gateway_arguments(gateway)
+    gateway.set_defaults(func=_gateway)
     return parser
 
 

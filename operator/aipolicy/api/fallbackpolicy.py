@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from aipolicy.api.common import ApiModel, ApiStatus, Condition, Duration, Enforcement, ObjectMeta
+from aipolicy.api.common import ApiModel, ApiStatus, Condition, Duration, Enforcement, Money, ObjectMeta
 
 KIND = "FallbackPolicy"
 PLURAL = "fallbackpolicies"
@@ -69,6 +69,12 @@ class ProviderBackend(ApiModel):
     """The API's base URL; the front door becomes an ExternalName to its host."""
     model: str | None = Field(default=None, max_length=256)
     """The provider's model name."""
+    api_key_secret: str | None = Field(default=None, max_length=253)
+    """A Secret in the same namespace whose key `apiKey` holds the API key (the gateway sends it)."""
+    input_per_million_tokens: Money | None = None
+    """Price of one million prompt tokens at this provider, in the target's currency (gateway spend metrics)."""
+    output_per_million_tokens: Money | None = None
+    """Price of one million generated tokens at this provider."""
 
 
 class FallbackStep(ApiModel):

@@ -288,6 +288,26 @@ class DegradedMode(ApiModel):
     """The most replicas while degraded; 0 suspends it."""
 
 
+class FrontDoor(ApiModel):
+    """How the aipolicy gateway (the L7 front door) holds and spreads this service's requests."""
+
+    queue_size: int = Field(default=100, ge=0, le=100000)
+    """Requests held while no replica is Ready (scale from zero); one more gets 503 at once."""
+    queue_timeout: Duration = "2m"
+    """How long a held request waits for a Ready replica before 503 (the model is starting)."""
+    max_in_flight_per_replica: int | None = Field(default=None, ge=1, le=100000)
+    """Requests the gateway sends to each Ready replica at once; empty sets no bound."""
+    overflow: Literal["Queue", "Fallback"] = "Queue"
+    """Above maxInFlightPerReplica: Queue at the pods, or send the excess to the first usable step of the service's FallbackPolicy chain (pay per token for bursts)."""
+
+    cel_rules = (
+        (
+            "self.overflow != 'Fallback' || has(self.maxInFlightPerReplica)",
+            "overflow Fallback needs maxInFlightPerReplica",
+        ),
+    )
+
+
 class InferenceServiceSpec(ApiModel):
     """The desired state of an InferenceService. Exactly one of serving and provider."""
 
@@ -305,6 +325,8 @@ class InferenceServiceSpec(ApiModel):
     """Which metric names the model server exports (self-hosted only)."""
     degraded: DegradedMode = Field(default_factory=DegradedMode)
     """What degraded mode means for this service."""
+    front_door: FrontDoor = Field(default_factory=FrontDoor)
+    """How the gateway queues requests at zero replicas and overflows bursts."""
 
     cel_rules = (
         (

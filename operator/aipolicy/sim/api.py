@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aipolicy.sim.metrics import LITELLM_LATENCY_BUCKETS, ApiMetrics, Histogram
 from aipolicy.sim.model import ApiCapacity, Faults, RequestOutcome, ServiceId
-from aipolicy.sim.pods import FAST_FAIL_LATENCY_S
+from aipolicy.sim.pods import FAST_FAIL_LATENCY_S, RequestWatcher
 from aipolicy.sim.traffic import Request, TrafficCursor
 
 __all__ = ["ApiService"]
@@ -26,6 +26,10 @@ __all__ = ["ApiService"]
 class _InFlight:
     request: Request
     ok: bool
+    watcher: RequestWatcher | None = None
+    #: A real request came through a real gateway, which counts it: the simulated gateway's
+    #: counters (this class's metrics) only count simulated traffic, or both would.
+    real: bool = False
 
 
 class ApiService:
@@ -104,8 +108,9 @@ class ApiService:
                 for r in self._cursor.take_until(self.now):
                     self._start(r)
 
-    def _start(self, r: Request) -> None:
-        self.arrived += 1
+    def _start(self, r: Request, watcher: RequestWatcher | None = None) -> None:
+        if watcher is None:
+            self.arrived += 1
         f = self.faults
         if f.outage:
             delay, ok = f.outage_latency_s, False
@@ -113,11 +118,39 @@ class ApiService:
             delay, ok = FAST_FAIL_LATENCY_S, False
         else:
             delay, ok = self._latency(r), True
-        heapq.heappush(self._flight, (r.arrival + delay, self._seq, _InFlight(r, ok)))
+        heapq.heappush(
+            self._flight, (r.arrival + delay, self._seq, _InFlight(r, ok, watcher, watcher is not None))
+        )
         self._seq += 1
+        if watcher is not None and ok and r.output_tokens > 0:
+            # The provider streams its output at output_tokens_per_s once the prompt is read.
+            c = self.capacity
+            ttft = c.base_latency_s + r.prompt_tokens / c.input_tokens_per_s + 1 / c.output_tokens_per_s
+            watcher.first_token(
+                r.arrival + ttft * f.latency_multiplier, f.latency_multiplier / c.output_tokens_per_s
+            )
+
+    def submit(self, prompt_tokens: int, output_tokens: int, watcher: RequestWatcher) -> None:
+        """A real request arriving now; ``watcher`` hears its first token and its end."""
+        self._start(Request(self.now, prompt_tokens, output_tokens), watcher)
+
+    def forget(self, watcher: RequestWatcher) -> None:
+        """The client went away: the provider still finishes (and bills) the request."""
+        self._flight = [
+            (t, n, _InFlight(i.request, i.ok, None, True) if i.watcher is watcher else i)
+            for t, n, i in self._flight
+        ]
+        heapq.heapify(self._flight)
+
+    def next_event_time(self) -> float:
+        return self._flight[0][0] if self._flight else math.inf
 
     def _complete(self, item: _InFlight) -> None:
         r = item.request
+        if item.watcher is not None:
+            item.watcher.done(self.now, "stop" if item.ok else "error")
+        if item.real:
+            return
         self.requests += 1
         if item.ok:
             self.input_tokens += r.prompt_tokens

@@ -15,7 +15,7 @@ from typing import Any
 from aipolicy.sim.api import ApiService
 from aipolicy.sim.metrics import ApiMetrics, PodMetrics
 from aipolicy.sim.model import ApiCapacity, Backend, Faults, PodCapacity, RequestOutcome, ServiceId
-from aipolicy.sim.pods import PodService
+from aipolicy.sim.pods import PodService, RequestWatcher
 from aipolicy.sim.traffic import TrafficCursor, TrafficSource
 
 __all__ = ["Fleet", "PodInfo", "PodStatus", "ServiceSettings"]
@@ -200,6 +200,21 @@ class Fleet:
         for sid in sorted(self._services):
             self._services[sid].advance(now)
         self.now = now
+
+    # --- real requests (the serving shell) ---------------------------------------------
+
+    def submit(self, sid: ServiceId, prompt_tokens: int, output_tokens: int, watcher: RequestWatcher) -> None:
+        """A real request for ``sid`` arriving at ``now``: it joins the service's model."""
+        self._ensure(sid).submit(prompt_tokens, output_tokens, watcher)
+
+    def forget(self, sid: ServiceId, watcher: RequestWatcher) -> None:
+        svc = self._services.get(sid)
+        if svc is not None:
+            svc.forget(watcher)
+
+    def next_event_time(self) -> float:
+        """The earliest time any service changes by itself (traffic arrivals aside)."""
+        return min((s.next_event_time() for s in self._services.values()), default=float("inf"))
 
     # --- reading ------------------------------------------------------------------------
 

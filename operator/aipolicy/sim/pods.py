@@ -35,6 +35,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aipolicy.sim.metrics import (
     E2E_LATENCY_BUCKETS,
@@ -45,7 +46,7 @@ from aipolicy.sim.metrics import (
 from aipolicy.sim.model import Faults, FinishReason, PodCapacity, RequestOutcome, ServiceId
 from aipolicy.sim.traffic import Request, TrafficCursor
 
-__all__ = ["FAST_FAIL_LATENCY_S", "PodService", "ServiceTotals"]
+__all__ = ["FAST_FAIL_LATENCY_S", "PodService", "RequestWatcher", "ServiceTotals"]
 
 # Latency observed for a request rejected by an injected error (a fast HTTP 500).
 FAST_FAIL_LATENCY_S = 0.005
@@ -53,6 +54,19 @@ FAST_FAIL_LATENCY_S = 0.005
 _EPS = 1e-9
 
 OutcomeSink = Callable[[RequestOutcome], None]
+
+
+class RequestWatcher(Protocol):
+    """Follows one real (HTTP) request through the model: the serving shell answers from it.
+
+    Called on the event loop thread, from inside :meth:`PodService.advance` (or
+    :meth:`PodService.submit`), at virtual times; ``at`` may lie ahead of the model's clock
+    for a failure whose latency is known when it is decided (an injected fast 500).
+    """
+
+    def first_token(self, at: float, seconds_per_token: float) -> None: ...
+
+    def done(self, at: float, reason: FinishReason) -> None: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -188,6 +202,7 @@ class PodService:
         self._rr = 0  # round-robin index for attributing fast failures to pods
         self._running = 0  # sequences on pods, kept incrementally for the Little's-law area
         self._ttft: dict[int, float] = {}
+        self._watchers: dict[int, RequestWatcher] = {}  # real requests, by sequence id
 
     # --- what the owner tells the model -------------------------------------------------
 
@@ -304,6 +319,13 @@ class PodService:
             return
         ttft = self.now - seq.arrival
         pod.ttft.observe(ttft)
+        watcher = self._watchers.get(seq.rid)
+        if watcher is not None:
+            cap = self.capacity
+            rate = cap.decode_tokens_per_s / max(1, len(pod.decode) + 1)
+            if cap.per_sequence_decode_tokens_per_s is not None:
+                rate = min(rate, cap.per_sequence_decode_tokens_per_s)
+            watcher.first_token(self.now, self.faults.latency_multiplier / rate)
         pod.gen_done += 1  # the first token comes out of the prefill step
         self.totals.generation_tokens += 1
         if seq.output == 1:
@@ -322,6 +344,7 @@ class PodService:
         else:
             self._ttft.pop(seq.rid, None)
         self._running -= 1
+        self._notify_done(seq, self.now, reason)
         queue_wait = seq.admitted_at - seq.arrival
         pod.finish(reason, self.now - seq.arrival, queue_wait)
         if reason in ("stop", "length"):
@@ -362,8 +385,14 @@ class PodService:
         pod.decode_context = 0
         self._reschedule(pod)
 
+    def _notify_done(self, seq: _Seq, at: float, reason: FinishReason) -> None:
+        watcher = self._watchers.pop(seq.rid, None)
+        if watcher is not None:
+            watcher.done(at, reason)
+
     def _fail_queued(self, seq: _Seq, reason: FinishReason) -> None:
         self.totals.failed += 1
+        self._notify_done(seq, self.now, reason)
         if self._on_outcome is not None:
             self._on_outcome(
                 RequestOutcome(
@@ -403,6 +432,7 @@ class PodService:
     def _reject(self, seq: _Seq, latency: float) -> None:
         """An injected failure: HTTP 500 after ``latency``, charged to a Ready pod if any."""
         self.totals.failed += 1
+        self._notify_done(seq, seq.arrival + latency, "error")
         ready = self._ready_pods()
         pod_name: str | None = None
         if ready:
@@ -448,6 +478,58 @@ class PodService:
             heapq.heappush(pod.prefill, (seq.start_v + seq.prompt, seq.rid, seq))
             self._running += 1
             self._reschedule(pod)
+
+    def submit(self, prompt_tokens: int, output_tokens: int, watcher: RequestWatcher) -> None:
+        """A real request arriving now: it queues with the traffic, and ``watcher`` hears of it."""
+        rid = self._next_rid
+        self._watchers[rid] = watcher
+        self._arrive([Request(self.now, prompt_tokens, output_tokens)])
+        self._admit()
+
+    def forget(self, watcher: RequestWatcher) -> None:
+        """The client went away: abort its sequence, as vLLM does when the socket closes
+        (``finished_reason="abort"``), keeping the tokens already processed."""
+        rid = next((r for r, w in self._watchers.items() if w is watcher), None)
+        if rid is None:
+            return
+        del self._watchers[rid]
+        for i, seq in enumerate(self._queue):
+            if seq.rid == rid:
+                del self._queue[i]
+                self._fail_queued(seq, "abort")
+                return
+        for pod in self._pods.values():
+            for phase in (pod.prefill, pod.decode):
+                for j, (_, _, seq) in enumerate(phase):
+                    if seq.rid == rid:
+                        self._abort_one(pod, phase, j, seq)
+                        self._admit()
+                        return
+
+    def _abort_one(self, pod: _Pod, phase: _Heap, index: int, seq: _Seq) -> None:
+        pod.sync(self.now)
+        phase.pop(index)
+        heapq.heapify(phase)
+        if phase is pod.prefill:
+            done = pod.v_p - seq.start_v
+            pod.prompt_done += done
+            self.totals.prompt_tokens += done
+            pod.sum_start_p = pod.sum_start_p - seq.start_v if pod.prefill else 0.0
+        else:
+            done = pod.v_d - seq.start_v
+            pod.gen_done += done
+            self.totals.generation_tokens += done
+            pod.sum_start_d = pod.sum_start_d - seq.start_v if pod.decode else 0.0
+            pod.decode_context -= seq.prompt + 1
+        self._finish(pod, seq, "abort", ttft=None)
+        self._reschedule(pod)
+
+    def next_event_time(self) -> float:
+        """When the model next changes by itself (a phase ends, a queued request times out)."""
+        t = min((p.next_t for p in self._pods.values()), default=math.inf)
+        if self.queue_timeout_s is not None and self._queue:
+            t = min(t, self._queue[0].arrival + self.queue_timeout_s)
+        return t
 
     # --- what the model shows -----------------------------------------------------------
 

@@ -15,6 +15,10 @@ Endpoints (all on ``127.0.0.1:<port>``):
 * ``PUT /services/<namespace>/<service>`` with a service spec (backend, modelName, capacity,
   apiCapacity, queueTimeoutSeconds, traffic, faults): declares or reconfigures a service,
   e.g. an API-backed one, which has no pods to be discovered by.
+* ``/pods/<namespace>/<pod>/v1/...`` and ``/providers/<namespace>/<service>/v1/...``: real
+  OpenAI-compatible requests, answered from the queueing model (see ``serving.py``);
+  ``PUT``/``GET /serving/<namespace>/<service>``: a provider's API key and error status, and
+  what the endpoints saw.
 * ``GET /state``: JSON snapshot, per service: replicas, ready, queue, running, totals.
 * ``GET /healthz``.
 
@@ -55,6 +59,7 @@ from aipolicy.sim.metrics import (
     render_pod_metrics,
 )
 from aipolicy.sim.model import ServiceId
+from aipolicy.sim.serving import Serving
 from aipolicy.sim.targets import TargetsWriter
 from aipolicy.sim.traffic import TraceError
 
@@ -89,6 +94,7 @@ class Simulator:
         self.clock = clock
         self.targets = targets
         self._t0 = clock()
+        self.serving: Serving | None = None
 
     # --- time and targets ---------------------------------------------------------------
 
@@ -164,6 +170,8 @@ class Simulator:
         r.add_put("/traffic/{namespace}/{service}", self._put_traffic)
         r.add_delete("/traffic/{namespace}/{service}", self._delete_traffic)
         r.add_put("/services/{namespace}/{service}", self._put_service)
+        self.serving = Serving(self)
+        self.serving.add_routes(app)
         return app
 
     @staticmethod
@@ -347,4 +355,6 @@ async def serve(
             watcher.stop()
         if sim.targets is not None:
             sim.targets.remove()
+        if sim.serving is not None:
+            await sim.serving.stop()
         await runner.cleanup()

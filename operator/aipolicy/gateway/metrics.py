@@ -1,0 +1,178 @@
+"""The gateway's metrics: per namespace, InferenceService and serving backend, in its own registry.
+
+``aipolicy_gateway_*`` carry ``backend`` (service/<name> or provider/<host>), so a fallback's
+traffic and spend show apart from the target's. The LiteLLM preset (the names the operator
+reads for API-backed services, ``observe/presets.py``) is exported too, labelled with the
+API-backed InferenceService that served: budgets count API spend from them as they would
+from a LiteLLM proxy. Keys never appear: labels are names of Kubernetes objects and hosts.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["GatewayMetrics"]
+
+# TTFT and e2e buckets of vLLM's histograms (a subset), so dashboards compare like with like.
+TTFT_BUCKETS = (
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+E2E_BUCKETS = (
+    0.05,
+    0.1,
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    60.0,
+    120.0,
+    300.0,
+)
+LITELLM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+_BY = ["namespace", "service", "backend"]
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "aipolicy_gateway_requests", "Requests answered, by HTTP status", [*_BY, "code"], registry=r
+        )
+        self.ttft = Histogram(
+            "aipolicy_gateway_time_to_first_token_seconds",
+            "From the request to the first response byte of the backend",
+            _BY,
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.e2e = Histogram(
+            "aipolicy_gateway_request_duration_seconds",
+            "From the request to its last byte",
+            _BY,
+            buckets=E2E_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "aipolicy_gateway_prompt_tokens", "Prompt tokens, from the backend's usage", _BY, registry=r
+        )
+        self.completion_tokens = Counter(
+            "aipolicy_gateway_completion_tokens",
+            "Completion tokens, from the backend's usage",
+            _BY,
+            registry=r,
+        )
+        self.spend = Counter(
+            "aipolicy_gateway_spend",
+            "Money at the serving backend's token prices",
+            [*_BY, "currency"],
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "aipolicy_frontdoor_requests_waiting",
+            "Requests held by the activator while the service has no Ready replica",
+            ["namespace", "service"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "aipolicy_gateway_requests_in_flight", "Requests at a backend now", _BY, registry=r
+        )
+        # The LiteLLM preset, for API-backed services (what observe/presets.py reads).
+        self.litellm_requests = Counter(
+            "litellm_proxy_total_requests_metric",
+            "Requests (LiteLLM preset)",
+            ["namespace", "service", "status_code"],
+            registry=r,
+        )
+        self.litellm_failed = Counter(
+            "litellm_proxy_failed_requests_metric",
+            "Failed requests (LiteLLM preset)",
+            ["namespace", "service", "exception_status"],
+            registry=r,
+        )
+        self.litellm_input = Counter(
+            "litellm_input_tokens_metric",
+            "Prompt tokens (LiteLLM preset)",
+            ["namespace", "service"],
+            registry=r,
+        )
+        self.litellm_output = Counter(
+            "litellm_output_tokens_metric",
+            "Completion tokens (LiteLLM preset)",
+            ["namespace", "service"],
+            registry=r,
+        )
+        self.litellm_latency = Histogram(
+            "litellm_request_total_latency_metric",
+            "End-to-end latency (LiteLLM preset)",
+            ["namespace", "service"],
+            buckets=LITELLM_BUCKETS,
+            registry=r,
+        )
+
+    def answered(
+        self,
+        namespace: str,
+        service: str,
+        backend: str,
+        status: int,
+        *,
+        api_service: str | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        self.requests.labels(namespace, service, backend, str(status)).inc()
+        if seconds is not None:
+            self.e2e.labels(namespace, service, backend).observe(seconds)
+        if api_service is not None:
+            self.litellm_requests.labels(namespace, api_service, str(status)).inc()
+            if status >= 400:
+                self.litellm_failed.labels(namespace, api_service, str(status)).inc()
+            elif seconds is not None:
+                self.litellm_latency.labels(namespace, api_service).observe(seconds)
+
+    def usage(
+        self,
+        namespace: str,
+        service: str,
+        backend: str,
+        prompt: int,
+        completion: int,
+        cost: Decimal,
+        currency: str,
+        *,
+        api_service: str | None = None,
+    ) -> None:
+        self.prompt_tokens.labels(namespace, service, backend).inc(prompt)
+        self.completion_tokens.labels(namespace, service, backend).inc(completion)
+        self.spend.labels(namespace, service, backend, currency).inc(float(cost))
+        if api_service is not None:
+            self.litellm_input.labels(namespace, api_service).inc(prompt)
+            self.litellm_output.labels(namespace, api_service).inc(completion)

@@ -1,0 +1,614 @@
+"""The gateway end to end: real HTTP requests through `aipolicy gateway` (a loopback process
+with the least-privilege Role of gateway/manifests.py), a real apiserver, Prometheus scraping
+the gateway and the simulator, the operator as a process, and the simulator answering as the
+pods and the provider. No test dials a pod or ClusterIP address: the gateway reaches pods
+through the simulator's loopback endpoint for each pod (--pod-url-template)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from aipolicy.gateway import manifests
+from tests.e2e.cluster import (
+    Cluster,
+    ManagedProcess,
+    Prometheus,
+    Simulator,
+    free_port,
+    python_module,
+    wait_until,
+)
+from tests.e2e.conftest import OperatorFactory
+
+GROUP_VERSION = "aipolicy.dev/v1alpha1"
+SECRET = "openai-key"
+KEY = "sk-e2e-secret-key"
+FAST_POD = {
+    "capacity": {
+        "prefillTokensPerSecond": 50000,
+        "decodeTokensPerSecond": 4000,
+        "perSequenceDecodeTokensPerSecond": 200,
+    }
+}
+
+
+@dataclass
+class GatewayHandle:
+    url: str
+    process: ManagedProcess
+
+    def call(
+        self,
+        path: str,
+        body: dict[str, Any] | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> tuple[int, dict[str, str], bytes]:
+        data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=data, headers={"Content-Type": "application/json", **(headers or {})}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    def chat(
+        self, model: str, max_tokens: int = 5, **extra: Any
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": "say something short"}],
+            "max_tokens": max_tokens,
+            **extra,
+        }
+        status, headers, raw = self.call("/v1/chat/completions", body)
+        return status, {k.lower(): v for k, v in headers.items()}, json.loads(raw) if raw else {}
+
+    def metric(self, name: str, **labels: str) -> float:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+
+GatewayFactory = Callable[..., GatewayHandle]
+
+
+def _kubeconfig_for(cluster: Cluster, namespace: str, path: Path) -> Path:
+    token = cluster.kubectl(
+        "-n", namespace, "create", "token", manifests.NAME, "--duration=2h"
+    ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": "gateway", "user": {"token": token}}],
+        "contexts": [{"name": "gateway", "context": {"cluster": "cluster", "user": "gateway"}}],
+        "current-context": "gateway",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def gateway(
+    cluster: Cluster, crds_installed: None, simulator: Simulator, tmp_path: Path
+) -> Iterator[GatewayFactory]:
+    """Start the gateway of a namespace with exactly the Role it would get in a cluster."""
+    started: list[ManagedProcess] = []
+
+    def start(namespace: str, secrets: list[str]) -> GatewayHandle:
+        for obj in (
+            manifests.service_account(namespace),
+            manifests.role(namespace, secrets),
+            manifests.role_binding(namespace),
+        ):
+            cluster.apply(obj, namespace)
+        kubeconfig = _kubeconfig_for(cluster, namespace, tmp_path / "gateway-kubeconfig")
+        port = free_port()
+        args = python_module(
+            "aipolicy",
+            "gateway",
+            "--namespace",
+            namespace,
+            "--port",
+            str(port),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--pod-url-template",
+            simulator.url + "/pods/{namespace}/{pod}",
+            "--max-body-bytes",
+            "65536",
+        )
+        if cluster.targets_dir is not None:
+            args += ["--targets-dir", str(cluster.targets_dir)]
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        process = ManagedProcess(args, env, tmp_path / f"gateway-{len(started)}.log").start()
+        started.append(process)
+        handle = GatewayHandle(f"http://127.0.0.1:{port}", process)
+
+        def healthy() -> bool:
+            try:
+                return handle.call("/healthz")[0] == 200
+            except OSError:
+                return False
+
+        try:
+            wait_until("the gateway serving", healthy, timeout=60)
+        except AssertionError:
+            raise AssertionError(process.log_tail()) from None
+        return handle
+
+    yield start
+    for process in started:
+        process.stop()
+        log = process.log_tail(1000)
+        assert KEY not in log, "a provider key reached the gateway's log"
+
+
+def _provider_service(
+    name: str, simulator: Simulator, namespace: str, secret: str = SECRET
+) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "InferenceService",
+        "metadata": {"name": name, "labels": {"team": "a"}},
+        "spec": {
+            "model": name,
+            "provider": {
+                "url": f"{simulator.url}/providers/{namespace}/{name}/v1",
+                "model": "gpt-4o-mini",
+                "apiKeySecret": secret,
+            },
+            "pricing": {"inputPerMillionTokens": "150", "outputPerMillionTokens": "600"},
+        },
+    }
+
+
+def _secret(name: str, key: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {"apiKey": base64.b64encode(key.encode()).decode()},
+    }
+
+
+def _provider(simulator: Simulator, namespace: str, service: str, **options: Any) -> None:
+    simulator.configure(
+        namespace,
+        service,
+        {
+            "backend": "api",
+            "modelName": "gpt-4o-mini",
+            "apiCapacity": {"baseLatencySeconds": 0.05, "outputTokensPerSecond": 400},
+        },
+    )
+    simulator._call("PUT", f"/serving/{namespace}/{service}", {"apiKey": KEY, **options})
+
+
+def _seen(simulator: Simulator, namespace: str, service: str) -> dict[str, Any]:
+    result: dict[str, Any] = simulator._call("GET", f"/serving/{namespace}/{service}")
+    return result
+
+
+def test_an_api_backed_service_serves_through_the_gateway_with_the_secrets_key(
+    cluster: Cluster, namespace: str, simulator: Simulator, gateway: GatewayFactory
+) -> None:
+    _provider(simulator, namespace, "gpt")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    cluster.apply(_secret("not-named", "sk-other"), namespace)
+    cluster.apply(_provider_service("gpt", simulator, namespace), namespace)
+    cluster.apply(_provider_service("nokey", simulator, namespace, secret="missing-key"), namespace)
+    gw = gateway(namespace, [SECRET, "missing-key"])
+
+    status, headers, body = gw.chat("gpt", 6, **{"user": "u1"})
+    assert status == 200, body
+    assert headers["x-aipolicy-backend"] == "service/gpt"
+    # the provider saw the Secret's key (else 401) and its own model name, not the client's
+    seen = _seen(simulator, namespace, "gpt")
+    assert seen["models"] == {"gpt-4o-mini": 1} and seen["unauthorized"] == 0
+    # a client's own Authorization never reaches the provider: the Secret's key replaces it
+    status, _, _ = gw.call(
+        "/v1/chat/completions",
+        {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": "Bearer sk-client-own"},
+    )
+    assert status == 200 and _seen(simulator, namespace, "gpt")["unauthorized"] == 0
+
+    # tokens and money in the gateway's metrics are exactly the provider's usage
+    usage = body["usage"]
+    seen = _seen(simulator, namespace, "gpt")
+    labels = {"namespace": namespace, "service": "gpt", "backend": "service/gpt"}
+    assert gw.metric("aipolicy_gateway_prompt_tokens_total", **labels) == seen["promptTokens"]
+    assert gw.metric("aipolicy_gateway_completion_tokens_total", **labels) == seen["completionTokens"]
+    assert usage["completion_tokens"] == 6
+    spend = (seen["promptTokens"] * 150 + seen["completionTokens"] * 600) / 1e6
+    assert gw.metric("aipolicy_gateway_spend_total", **labels) == pytest.approx(spend, rel=1e-9)
+
+    # a Secret that is missing: 503 naming it, and the provider never sees a request (no 401)
+    status, _, body = gw.chat("nokey")
+    assert status == 503 and "missing-key" in body["error"]["message"]
+    assert _seen(simulator, namespace, "nokey")["requests"] == 0
+
+    # bad input: each a clear error, and the gateway keeps serving
+    assert gw.call("/v1/chat/completions", b"{" + b" " * 70000 + b"}")[0] == 413
+    status, _, raw = gw.call("/v1/chat/completions", b'{"model": "gpt", "messages": [}')
+    assert status == 400 and b"column" in raw
+    status, _, body = gw.chat("no-such-model")
+    assert status == 404 and "gpt" in body["error"]["message"]
+    status, _, _ = gw.call(
+        "/v1/chat/completions",
+        {"model": "gpt", "messages": []},
+        headers={"X-Aipolicy-Backend": "provider/elsewhere"},
+    )
+    assert status == 400
+    assert gw.chat("gpt")[0] == 200
+
+
+def test_a_stream_passes_through_chunk_by_chunk_and_is_metered_exactly(
+    cluster: Cluster, namespace: str, simulator: Simulator, gateway: GatewayFactory
+) -> None:
+    simulator.configure(namespace, "chat", {"modelName": "example/chat", **FAST_POD})
+    cluster.apply(_selfhosted("chat", min_replicas=1), namespace)
+    cluster.apply(_deployment_of("chat"), namespace)
+    gw = gateway(namespace, [])
+    wait_until("a ready pod behind the gateway", lambda: gw.chat("example/chat", 1)[0] == 200, timeout=90)
+    before = _seen(simulator, namespace, "chat")
+
+    body = {
+        "model": "example/chat",
+        "messages": [{"role": "user", "content": "a b c d"}],
+        "max_tokens": 30,
+        "stream": True,
+    }
+    request = urllib.request.Request(
+        f"{gw.url}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    reads: list[bytes] = []
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        while chunk := response.read1(65536):
+            reads.append(chunk)
+    events = [e for e in b"".join(reads).decode().split("\n\n") if e.startswith("data: ")]
+    assert events[-1] == "data: [DONE]" and len(events) == 31  # 30 tokens, then [DONE]
+    assert len(reads) > 5  # frames arrived as the pod produced them, not in one buffered burst
+    after = _seen(simulator, namespace, "chat")
+    labels = {"namespace": namespace, "service": "chat", "backend": "service/chat"}
+    assert gw.metric("aipolicy_gateway_completion_tokens_total", **labels) == after["completionTokens"]
+    assert after["completionTokens"] - before["completionTokens"] == 30
+    assert gw.metric("aipolicy_gateway_prompt_tokens_total", **labels) == after["promptTokens"]
+
+
+def _selfhosted(
+    name: str, *, min_replicas: int, front_door: dict[str, Any] | None = None, **scaling: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "InferenceService",
+        "metadata": {"name": name, "labels": {"team": "a"}},
+        "spec": {
+            "model": f"example/{name}",
+            "serving": {
+                "image": "vllm/vllm-openai:v0.6.3",
+                "gpu": {"count": 1},
+                "resources": {"cpu": "1", "memory": "4Gi"},
+                "podAnnotations": {"kwok.aipolicy.dev/ready-delay": "3s"},
+            },
+            "pricing": {"gpuHour": "2.50"},
+            "scaling": {"minReplicas": min_replicas, "maxReplicas": 1, **scaling},
+            **({"frontDoor": front_door} if front_door else {}),
+        },
+    }
+
+
+def _deployment_of(name: str) -> dict[str, Any]:
+    """Pods labelled as the operator labels them, for tests that run no operator."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"aipolicy.dev/service": name}},
+            "template": {
+                "metadata": {
+                    "labels": {"aipolicy.dev/service": name},
+                    "annotations": {"kwok.aipolicy.dev/ready-delay": "1s"},
+                },
+                "spec": {"containers": [{"name": "server", "image": "vllm/vllm-openai:v0.6.3"}]},
+            },
+        },
+    }
+
+
+def test_a_suspended_budget_refuses_with_429_and_no_backend_sees_it(
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    prometheus: Prometheus,
+    operator_process: OperatorFactory,
+    gateway: GatewayFactory,
+) -> None:
+    _provider(simulator, namespace, "gpt")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    cluster.apply(_provider_service("gpt", simulator, namespace), namespace)
+    # at 150/600 per million, each request of ~3 prompt and 50 completion tokens costs ~$0.03
+    budget = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "AIBudget",
+        "metadata": {"name": "team-budget"},
+        "spec": {
+            "limit": "0.05",
+            "period": {"type": "Daily"},
+            "selector": {"matchLabels": {"team": "a"}},
+            "thresholds": [{"percent": 100, "action": "Suspend"}],
+            "hysteresisPercent": 0,
+            "evaluationInterval": "2s",
+        },
+    }
+    cluster.apply(budget, namespace)
+    operator_process(namespace)
+    gw = gateway(namespace, [SECRET])
+    for _ in range(3):
+        status, _, body = gw.chat("gpt", 50)
+        assert status == 200, body
+
+    def suspended() -> tuple[int, dict[str, str], dict[str, Any]] | None:
+        answer = gw.chat("gpt", 50)
+        return answer if answer[0] == 429 else None
+
+    served_before = _seen(simulator, namespace, "gpt")["requests"]
+    status, headers, body = wait_until(
+        "the budget suspending the service", suspended, timeout=120, interval=1
+    )
+    message = body["error"]["message"]
+    assert "AIBudget team-budget" in message and "of 0.05 USD" in message and "resets at" in message
+    assert int(headers["retry-after"]) > 0
+    # what the budget computed is what the gateway metered (the spend is named in the refusal)
+    spent = (cluster.get("aibudget", "team-budget", namespace) or {})["status"]["spent"]
+    assert f"spent {spent}" in message
+    refused_requests = _seen(simulator, namespace, "gpt")["requests"]
+    # only requests admitted before the refusal reached the provider; none after
+    assert gw.chat("gpt")[0] == 429
+    assert _seen(simulator, namespace, "gpt")["requests"] == refused_requests
+    assert refused_requests >= served_before
+
+    # back under the limit (raised here; a new period does the same): requests pass again
+    cluster.kubectl(
+        "-n", namespace, "patch", "aibudget", "team-budget", "--type=merge", "-p", '{"spec":{"limit":"1000"}}'
+    )
+    wait_until("requests passing again", lambda: gw.chat("gpt")[0] == 200, timeout=60, interval=1)
+
+
+def test_a_service_at_zero_holds_the_first_request_until_a_pod_is_ready(
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    prometheus: Prometheus,
+    operator_process: OperatorFactory,
+    gateway: GatewayFactory,
+) -> None:
+    simulator.configure(namespace, "cold", {"modelName": "example/cold", **FAST_POD})
+    cluster.apply(
+        _selfhosted(
+            "cold",
+            min_replicas=0,
+            front_door={"queueSize": 4, "queueTimeout": "150s"},
+            evaluationInterval="2s",
+        ),
+        namespace,
+    )
+    operator_process(namespace)
+    gw = gateway(namespace, [])
+    wait_until(
+        "scaled to zero",
+        lambda: (cluster.get("deployment", "cold", namespace) or {}).get("spec", {}).get("replicas") == 0,
+        timeout=60,
+    )
+    # the held request is the demand signal: the gateway publishes it, the operator scales on it
+    status, headers, body = gw.chat("example/cold", 3, timeout=170)
+    assert status == 200, body
+    assert headers["x-aipolicy-backend"] == "service/cold"
+    assert _seen(simulator, namespace, "cold")["succeeded"] == 1
+    decisions = (cluster.get("inferenceservice", "cold", namespace) or {})["status"]["decisions"]
+    assert any(d["from"] == 0 and d["to"] == 1 for d in decisions)
+    assert gw.metric("aipolicy_frontdoor_requests_waiting", namespace=namespace, service="cold") == 0
+
+
+def test_a_held_request_times_out_with_503_model_is_starting(
+    cluster: Cluster, namespace: str, simulator: Simulator, gateway: GatewayFactory
+) -> None:
+    # no operator: nothing will ever scale it up
+    cluster.apply(
+        _selfhosted("idle", min_replicas=0, front_door={"queueSize": 1, "queueTimeout": "3s"}), namespace
+    )
+    gw = gateway(namespace, [])
+    status, headers, body = gw.chat("example/idle")
+    assert status == 503 and "model is starting" in body["error"]["message"]
+    assert "retry-after" in headers
+
+
+def _policy(
+    chain: list[dict[str, Any]], *, target: str = "large", hold_for: str = "10s", **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "FallbackPolicy",
+        "metadata": {"name": "fallback"},
+        "spec": {
+            "target": target,
+            "triggers": [{"type": "ErrorRate", "threshold": 0.5, "window": "10s", "for": "2s"}],
+            "chain": chain,
+            "recovery": {"holdFor": hold_for, "minSwitchInterval": "2s"},
+            "evaluationInterval": "1s",
+            **spec,
+        },
+    }
+
+
+def test_an_error_storm_moves_real_requests_to_the_small_model_then_the_provider_then_back(
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    prometheus: Prometheus,
+    operator_process: OperatorFactory,
+    gateway: GatewayFactory,
+) -> None:
+    for name in ("large", "small"):
+        simulator.configure(namespace, name, {"modelName": f"example/{name}", **FAST_POD})
+        cluster.apply(_selfhosted(name, min_replicas=1), namespace)
+    _provider(simulator, namespace, "api")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    provider_step = {
+        "provider": {
+            "url": f"{simulator.url}/providers/{namespace}/api/v1",
+            "model": "gpt-4o-mini",
+            "apiKeySecret": SECRET,
+            "inputPerMillionTokens": "0.15",
+            "outputPerMillionTokens": "0.60",
+        }
+    }
+    cluster.apply(_policy([{"inferenceService": "small"}, provider_step]), namespace)
+    operator_process(namespace)
+    gw = gateway(namespace, [SECRET])
+    wait_until(
+        "the large model answering", lambda: gw.chat("example/large", 1)[0] == 200, timeout=120, interval=1
+    )
+    # simulated clients keep the large model's error rate measured while real requests go elsewhere
+    simulator.traffic(
+        namespace,
+        "large",
+        {"kind": "constant", "rate": 5, "duration": 600, "promptTokens": 50, "outputTokens": 5},
+    )
+
+    simulator.fault(namespace, "large", errorRate=0.9)
+
+    def served_by(backend: str) -> Callable[[], tuple[int, dict[str, str], dict[str, Any]] | None]:
+        def probe() -> tuple[int, dict[str, str], dict[str, Any]] | None:
+            answer = gw.chat("example/large", 2)
+            return answer if answer[0] == 200 and answer[1].get("x-aipolicy-backend") == backend else None
+
+        return probe
+
+    _, headers, body = wait_until(
+        "requests on the small model", served_by("service/small"), timeout=120, interval=1
+    )
+    assert headers["x-aipolicy-mode"] == "Fallback" and body["model"] == "example/small"
+
+    # the small model goes down too: the chain's provider serves, with its own model name and key
+    cluster.kubectl("-n", namespace, "delete", "inferenceservice", "small", "--wait=false")
+    _, headers, body = wait_until(
+        "requests on the provider", served_by("provider/127.0.0.1"), timeout=120, interval=1
+    )
+    assert body["model"] == "gpt-4o-mini"
+    assert _seen(simulator, namespace, "api")["unauthorized"] == 0
+    assert (
+        gw.metric(
+            "aipolicy_gateway_completion_tokens_total",
+            namespace=namespace,
+            service="large",
+            backend="provider/127.0.0.1",
+        )
+        >= 2
+    )
+
+    # healthy again: back on the large model after the recovery hold
+    simulator.clear_fault(namespace, "large")
+    _, headers, body = wait_until(
+        "requests back on the large model", served_by("service/large"), timeout=120, interval=1
+    )
+    assert headers["x-aipolicy-mode"] == "Normal" and body["model"] == "example/large"
+
+
+def _provider_step(simulator: Simulator, namespace: str) -> dict[str, Any]:
+    return {
+        "provider": {
+            "url": f"{simulator.url}/providers/{namespace}/api/v1",
+            "model": "gpt-4o-mini",
+            "apiKeySecret": SECRET,
+            "inputPerMillionTokens": "0.15",
+            "outputPerMillionTokens": "0.60",
+        }
+    }
+
+
+def test_cold_start_bridge_answers_from_the_provider_at_once(
+    cluster: Cluster, namespace: str, simulator: Simulator, gateway: GatewayFactory
+) -> None:
+    _provider(simulator, namespace, "api")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    cluster.apply(_selfhosted("cold", min_replicas=0, front_door={"queueTimeout": "1m"}), namespace)
+    cluster.apply(
+        _policy([_provider_step(simulator, namespace)], target="cold", coldStartBridge=True), namespace
+    )
+    gw = gateway(namespace, [SECRET])
+    status, headers, body = gw.chat("example/cold", 3, timeout=20)
+    assert status == 200, body
+    assert (
+        headers["x-aipolicy-mode"] == "ColdStartBridge"
+        and headers["x-aipolicy-backend"] == "provider/127.0.0.1"
+    )
+    assert body["model"] == "gpt-4o-mini"
+    assert gw.metric("aipolicy_frontdoor_requests_waiting", namespace=namespace, service="cold") == 0
+
+
+def test_overflow_sends_the_excess_of_a_burst_to_the_provider(
+    cluster: Cluster, namespace: str, simulator: Simulator, gateway: GatewayFactory
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _provider(simulator, namespace, "api")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    # one sequence decodes 20 tokens/s: a 40-token answer holds its slot for about 2 s
+    simulator.configure(
+        namespace,
+        "chat",
+        {
+            "modelName": "example/chat",
+            "capacity": {
+                "prefillTokensPerSecond": 50000,
+                "decodeTokensPerSecond": 400,
+                "perSequenceDecodeTokensPerSecond": 20,
+            },
+        },
+    )
+    cluster.apply(
+        _selfhosted("chat", min_replicas=1, front_door={"maxInFlightPerReplica": 2, "overflow": "Fallback"}),
+        namespace,
+    )
+    cluster.apply(_deployment_of("chat"), namespace)
+    cluster.apply(_policy([_provider_step(simulator, namespace)], target="chat"), namespace)
+    gw = gateway(namespace, [SECRET])
+    wait_until("a ready pod behind the gateway", lambda: gw.chat("example/chat", 1)[0] == 200, timeout=90)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: gw.chat("example/chat", 40), range(6)))
+    assert all(a[0] == 200 for a in answers), answers
+    backends = [a[1]["x-aipolicy-backend"] for a in answers]
+    on_pods = backends.count("service/chat")
+    assert 1 <= on_pods <= 2 + 1, backends  # the bound (2 per replica), give or take one finishing early
+    assert backends.count("provider/127.0.0.1") == 6 - on_pods
+    assert all(
+        a[1]["x-aipolicy-mode"] == "Overflow" for a in answers if a[1]["x-aipolicy-backend"] != "service/chat"
+    )
