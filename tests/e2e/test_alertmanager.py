@@ -146,7 +146,7 @@ def test_an_alert_alertmanager_refused_is_retried_and_delivered_once_it_is_up(
     alertmanager: Alertmanager,
 ) -> None:
     # Alertmanager's port is chosen, but nothing listens there yet: every POST is refused
-    operator_process(namespace)
+    first = operator_process(namespace)
     cluster.apply(_service(), namespace)
     cluster.apply(_budget(alertmanager.alerts_url), namespace)
 
@@ -163,6 +163,9 @@ def test_an_alert_alertmanager_refused_is_retried_and_delivered_once_it_is_up(
     )
     assert len(failed) == 1 and failed[0]["type"] == "Warning", failed  # one, not one per retry
 
+    # what is pending lives in status: a new operator (the old one killed) takes it over
+    first.kill()
+    operator_process(namespace)
     alertmanager.start()
     mine = {"namespace": namespace, "budget": BUDGET}
     [alert] = wait_until(
@@ -176,6 +179,8 @@ def test_an_alert_alertmanager_refused_is_retried_and_delivered_once_it_is_up(
 
     recorded = wait_until("the alert recorded as delivered", delivered, timeout=30)
     assert recorded["attempts"] >= 3 and recorded.get("lastError", "") == ""
+    assert recorded["startsAt"] == pending["startsAt"]  # the same alert, not fired anew
+    assert len(_events(cluster, namespace, "NotificationFailed")) == 1
     wait_until(
         "a NotificationDelivered event",
         lambda: _events(cluster, namespace, "NotificationDelivered"),

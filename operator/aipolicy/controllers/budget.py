@@ -300,7 +300,8 @@ async def evaluate_aibudget(
         # Not due for an evaluation; an alert may still be due for a retry or a resend.
         alerts = await deliver_alerts(body, budget, previous.alerts, now)
         if alerts != previous.alerts:
-            write_status(patch, old_status, {**old_status, "alerts": [json_dict(a) for a in alerts]})
+            kept = {k: v for k, v in old_status.items() if k != "kopf"}  # kopf's own, not ours
+            write_status(patch, old_status, {**kept, "alerts": [json_dict(a) for a in alerts]})
         return
     started = time.monotonic()
     services = selected_services(budget, inferenceservices_by_key)
