@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Build the aipolicy container image with Debian's podman, with no registry and no network inside
+# the build (`make image`). Prints the image name.
+#
+#   1. podman/runc/mmdebstrap from Debian if missing (hack/install-podman.sh);
+#   2. podman runs with a private config: runc (crun refuses this host's hybrid cgroups), overlay
+#      storage under the cache, lowered ulimits (root here lacks CAP_SYS_RESOURCE), no systemd;
+#   3. the base image (BASE, default localhost/aipolicy-base:bookworm) is a Debian rootfs made by
+#      mmdebstrap and imported, since nothing can be pulled here. Its tarball is cached, keyed by
+#      the suite, the packages and this script's base recipe, so a warm run skips it;
+#   4. the dependency wheels are downloaded on the host (for the base's Python) into a cached
+#      folder keyed by the dependencies, and aipolicy's own wheel is built reproducibly; both are
+#      copied into build/image/, the only part of the repository the build sees (.containerignore);
+#   5. `podman build --network=host` of the Dockerfile; unchanged layers come from the cache.
+#
+# Env: IMAGE (default localhost/aipolicy:dev), BASE (an existing image, e.g. python:3.12-slim on a
+# machine with a registry: skips step 3), AIPOLICY_CACHE, PYTHON (host Python for pip).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+CACHE_ROOT="${AIPOLICY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aipolicy}"
+IMAGE="${IMAGE:-localhost/aipolicy:dev}"
+SUITE="${DEBIAN_SUITE:-bookworm}"
+BASE_PACKAGES="python3,python3-venv,ca-certificates"
+PYTHON="${PYTHON:-python3}"
+log() { printf '[image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+"$here/install-podman.sh"
+# shellcheck source=hack/podman-env.sh
+source "$here/podman-env.sh"
+
+# ---- 3. the base image ----
+if [[ -z "${BASE:-}" ]]; then
+  # the key changes with the suite, the packages or the recipe (mmdebstrap's mirror is a snapshot
+  # of the day: delete the tarball to refresh it)
+  base_key=$(printf '%s\n' "$SUITE" "$BASE_PACKAGES" "minbase-v1" | sha256sum | cut -c1-12)
+  BASE="localhost/aipolicy-base:$SUITE-$base_key"
+  base_tar="$CACHE_ROOT/image/base-$SUITE-$base_key.tar"
+  if ! podman image exists "$BASE"; then
+    if [[ ! -s "$base_tar" ]]; then
+      log "making the $SUITE base rootfs with mmdebstrap (once; cached in $base_tar)"
+      mkdir -p "$(dirname "$base_tar")"
+      mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" \
+        --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/usr/share/doc/* "$1"/usr/share/man/*' \
+        "$SUITE" "${base_tar%.tar}.tmp.tar"   # mmdebstrap picks the format by extension
+      mv "${base_tar%.tar}.tmp.tar" "$base_tar"
+    fi
+    log "importing $base_tar as $BASE"
+    podman import -q --change 'CMD ["python3"]' --change 'ENV LANG=C.UTF-8' "$base_tar" "$BASE" >/dev/null
+  fi
+fi
+
+# ---- 4. wheels for the base's Python ----
+py_tag=$(podman run --rm --network=host --entrypoint python3 "$BASE" \
+  -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
+deps=$("$PYTHON" - "$repo/pyproject.toml" <<'PY'
+import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))
+PY
+)
+arch=$(uname -m)
+wheels_key=$(printf '%s\n' "$deps" "cp$py_tag" "$arch" | sha256sum | cut -c1-12)
+wheels="$CACHE_ROOT/image/wheels-cp$py_tag-$wheels_key"
+if [[ ! -f "$wheels/.complete" ]]; then
+  log "downloading the dependency wheels for CPython $py_tag ($wheels)"
+  rm -rf "$wheels"; mkdir -p "$wheels"
+  printf '%s\n' "$deps" >"$wheels/requirements.txt"
+  # every manylinux up to bookworm's glibc (2.36): pip does not expand a given platform itself
+  platforms=(--platform any --platform "manylinux2014_$arch")
+  for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_$arch"); done
+  "$PYTHON" -m pip download -q --disable-pip-version-check --only-binary=:all: \
+    --python-version "$py_tag" --implementation cp --abi "cp$py_tag" --abi abi3 --abi none \
+    "${platforms[@]}" \
+    -d "$wheels" -r "$wheels/requirements.txt"
+  touch "$wheels/.complete"
+fi
+ctx="$repo/build/image"
+rm -rf "$ctx"; mkdir -p "$ctx/wheels" "$ctx/app"
+cp -l "$wheels"/*.whl "$wheels/requirements.txt" "$ctx/wheels/" 2>/dev/null || cp "$wheels"/*.whl "$wheels/requirements.txt" "$ctx/wheels/"
+# SOURCE_DATE_EPOCH: hatchling then writes the same wheel for the same sources, so an unchanged
+# tree hits the layer cache
+log "building aipolicy's wheel"
+SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-deps \
+  -w "$ctx/app" "$repo" >/dev/null
+
+# ---- 5. the image ----
+log "podman build $IMAGE (BASE=$BASE)"
+podman build --network=host --layers -q --build-arg BASE="$BASE" -t "$IMAGE" -f "$repo/Dockerfile" "$repo" >/dev/null
+echo "$IMAGE"
