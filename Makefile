@@ -49,7 +49,7 @@ crds: install ## Generate crds/*.yaml (and the Helm chart's copy) from the pydan
 
 ## ---- Tests ----
 .PHONY: test
-test: install cluster-binaries prometheus ## Lint, typecheck, unit and e2e tests (e2e on a local cluster it starts)
+test: install cluster-binaries prometheus image helm health ## Lint, typecheck, unit and e2e tests (e2e on a local cluster it starts)
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest tests/unit tests/e2e --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
 
@@ -58,13 +58,30 @@ unit: install ## Unit tests of the pure core (fast, no cluster)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: install cluster-binaries prometheus ## e2e tests; CLUSTER=local|kind|existing (default local)
+e2e: install cluster-binaries prometheus image helm health ## e2e tests; CLUSTER=local|kind|existing (default local)
 	$(BIN)/pytest tests/e2e --cluster=$(or $(CLUSTER),local) --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
 
 ## ---- Local cluster ----
 .PHONY: cluster-binaries
 cluster-binaries: ## Build etcd, kube-*, kubectl, kwok, kube-state-metrics from Go modules (cached)
 	@CLUSTER_BIN=$(CLUSTER_BIN) hack/build-cluster-binaries.sh >/dev/null
+
+## ---- Image, chart and GitOps tools ----
+.PHONY: image
+image: ## Build the container image localhost/aipolicy:dev with podman (base and wheels cached)
+	@hack/image.sh
+
+.PHONY: helm
+helm: ## Build helm from its Go module (cached), for the chart tests
+	@hack/build-helm.sh >/dev/null
+
+.PHONY: health
+health: ## Build hack/health (Argo CD's Lua VM and kstatus, for the tests; cached)
+	@hack/build-health.sh >/dev/null
+
+.PHONY: helm-path
+helm-path: ## Print the path of the helm built for the tests (use with make -s)
+	@hack/build-helm.sh
 
 .PHONY: prometheus
 prometheus: ## Install Prometheus from Debian's packages if missing
