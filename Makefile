@@ -52,6 +52,11 @@ crds: install ## Generate crds/*.yaml (and the Helm chart's copy) from the pydan
 test: install cluster-binaries prometheus image helm health ## Lint, typecheck, unit and e2e tests (e2e on a local cluster it starts)
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest tests/unit tests/e2e --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory e2e-existing
+
+.PHONY: e2e-existing
+e2e-existing: install cluster-binaries prometheus ## A few e2e tests with --cluster=existing against a cluster started apart
+	@CLUSTER_BIN=$(CLUSTER_BIN) hack/e2e-existing.sh $(PYTEST_ARGS)
 
 .PHONY: unit
 unit: install ## Unit tests of the pure core (fast, no cluster)

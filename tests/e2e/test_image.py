@@ -58,7 +58,9 @@ def image_operator(
     assert "client-key" not in kubeconfig.read_text(), "the operator must run with the token only"
     args = [
         "--network=host",
+        # read-only and not even a /tmp, as manifests/base runs it
         "--read-only",
+        "--read-only-tmpfs=false",
         f"--volume={kubeconfig}:/etc/aipolicy/kubeconfig:ro",
         "--env=KUBECONFIG=/etc/aipolicy/kubeconfig",
         "--env=AIPOLICY_TICK_SECONDS=1",
