@@ -223,7 +223,7 @@ def test_argocd_health_and_kstatus_of_real_objects(
     expected = {
         # (Argo CD health, kstatus)
         "InferenceService/ready": ("Healthy", "Current"),
-        "InferenceService/invalid": ("Degraded", "InProgress"),
+        "InferenceService/invalid": ("Degraded", "Failed"),
         "InferenceService/failing": ("Degraded", "InProgress"),
         "InferenceService/down": ("Healthy", "Current"),
         "FallbackPolicy/down-fallback": ("Healthy", "Current"),
