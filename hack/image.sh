@@ -51,8 +51,15 @@ if [[ -z "${BASE:-}" ]]; then
 fi
 
 # ---- 4. wheels for the base's Python ----
-py_tag=$(podman run --rm --network=host --entrypoint python3 "$BASE" \
-  -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
+base_id=$(podman image inspect --format '{{.Id}}' "$BASE" 2>/dev/null || true)
+[[ -n "$base_id" ]] || { podman pull -q "$BASE" >/dev/null; base_id=$(podman image inspect --format '{{.Id}}' "$BASE"); }
+py_tag_file="$CACHE_ROOT/image/python-of-${base_id:0:16}"
+if [[ ! -s "$py_tag_file" ]]; then
+  mkdir -p "$(dirname "$py_tag_file")"
+  podman run --rm --network=host --entrypoint python3 "$BASE" \
+    -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")' >"$py_tag_file"
+fi
+py_tag=$(<"$py_tag_file")
 deps=$("$PYTHON" - "$repo/pyproject.toml" <<'PY'
 import sys, tomllib
 print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))
@@ -74,16 +81,35 @@ if [[ ! -f "$wheels/.complete" ]]; then
     -d "$wheels" -r "$wheels/requirements.txt"
   touch "$wheels/.complete"
 fi
-ctx="$repo/build/image"
-rm -rf "$ctx"; mkdir -p "$ctx/wheels" "$ctx/app"
-cp -l "$wheels"/*.whl "$wheels/requirements.txt" "$ctx/wheels/" 2>/dev/null || cp "$wheels"/*.whl "$wheels/requirements.txt" "$ctx/wheels/"
-# SOURCE_DATE_EPOCH: hatchling then writes the same wheel for the same sources, so an unchanged
-# tree hits the layer cache
-log "building aipolicy's wheel"
-SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-deps \
-  -w "$ctx/app" "$repo" >/dev/null
+# aipolicy's own wheel, cached by its sources; SOURCE_DATE_EPOCH makes hatchling write the same
+# bytes for the same sources, so the layer cache holds too
+app_key=$(cd "$repo" && find operator pyproject.toml README.md -type f ! -path '*/__pycache__/*' -print0 \
+  | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+app="$CACHE_ROOT/image/app-$app_key"
+if [[ ! -f "$app/.complete" ]]; then
+  log "building aipolicy's wheel"
+  rm -rf "$app"; mkdir -p "$app"
+  SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-deps \
+    -w "$app" "$repo" >/dev/null
+  touch "$app/.complete"
+  # keep the few latest source states' wheels
+  find "$CACHE_ROOT/image" -maxdepth 1 -name 'app-*' -type d -printf '%T@ %p\n' | sort -rn | tail -n +6 \
+    | cut -d' ' -f2- | xargs -r rm -rf
+fi
 
 # ---- 5. the image ----
+# Everything the image is made of; an image labelled with the same key is this very build.
+inputs=$(printf '%s\n' "$base_id" "$wheels_key" "$app_key" "$(sha256sum <"$repo/Dockerfile")" | sha256sum | cut -c1-16)
+if [[ "$(podman image inspect --format '{{index .Labels "dev.aipolicy.inputs"}}' "$IMAGE" 2>/dev/null)" == "$inputs" ]]; then
+  log "$IMAGE is up to date"
+  echo "$IMAGE"; exit 0
+fi
+ctx="$repo/build/image"
+rm -rf "$ctx"; mkdir -p "$ctx/wheels" "$ctx/app"
+cp -l "$wheels"/*.whl "$wheels/requirements.txt" "$ctx/wheels/" 2>/dev/null \
+  || cp "$wheels"/*.whl "$wheels/requirements.txt" "$ctx/wheels/"
+cp "$app"/*.whl "$ctx/app/"
 log "podman build $IMAGE (BASE=$BASE)"
-podman build --network=host --layers -q --build-arg BASE="$BASE" -t "$IMAGE" -f "$repo/Dockerfile" "$repo" >/dev/null
+podman build --network=host --layers -q --build-arg BASE="$BASE" --label "dev.aipolicy.inputs=$inputs" \
+  -t "$IMAGE" -f "$repo/Dockerfile" "$repo" >/dev/null
 echo "$IMAGE"

@@ -146,6 +146,7 @@ def test_argocd_health_and_kstatus_of_real_objects(
 ) -> None:
     operator = operator_process(namespace)
     invalid = _serving("invalid")
+    invalid["metadata"]["labels"] = {}  # only "spender" counts against the budget
     invalid["spec"]["scaling"]["prewarm"] = [
         {"name": "am", "schedule": "99 8 * * *", "duration": "1h", "minReplicas": 1}
     ]
