@@ -12,6 +12,9 @@ COPY build/image/wheels/ /wheels/
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install -q --no-index --find-links /wheels -r /wheels/requirements.txt \
  && /opt/venv/bin/pip uninstall -q -y pip setuptools \
+ # the kubernetes client's asyncio twin (68 MB): aipolicy imports only the synchronous client;
+ # a test runs the operator from this image, so an import of it would fail there
+ && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
  && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib
 
