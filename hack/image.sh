@@ -33,15 +33,19 @@ source "$here/podman-env.sh"
 if [[ -z "${BASE:-}" ]]; then
   # the key changes with the suite, the packages or the recipe (mmdebstrap's mirror is a snapshot
   # of the day: delete the tarball to refresh it)
-  base_key=$(printf '%s\n' "$SUITE" "$BASE_PACKAGES" "minbase-v1" | sha256sum | cut -c1-12)
+  base_key=$(printf '%s\n' "$SUITE" "$BASE_PACKAGES" "minbase-v2" | sha256sum | cut -c1-12)
   BASE="localhost/aipolicy-base:$SUITE-$base_key"
   base_tar="$CACHE_ROOT/image/base-$SUITE-$base_key.tar"
   if ! podman image exists "$BASE"; then
     if [[ ! -s "$base_tar" ]]; then
       log "making the $SUITE base rootfs with mmdebstrap (once; cached in $base_tar)"
       mkdir -p "$(dirname "$base_tar")"
+      # no translations, manuals or docs (the copyright files stay); no apt lists or caches
       mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" \
-        --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/usr/share/doc/* "$1"/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+        --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
         "$SUITE" "${base_tar%.tar}.tmp.tar"   # mmdebstrap picks the format by extension
       mv "${base_tar%.tar}.tmp.tar" "$base_tar"
     fi
