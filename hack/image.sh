@@ -11,7 +11,9 @@
 #   4. the dependency wheels are downloaded on the host (for the base's Python) into a cached
 #      folder keyed by the dependencies, and aipolicy's own wheel is built reproducibly; both are
 #      copied into build/image/, the only part of the repository the build sees (.containerignore);
-#   5. `podman build --network=host` of the Dockerfile; unchanged layers come from the cache.
+#   5. `podman build --network=host` of the Dockerfile; unchanged layers come from the cache, and
+#      an image labelled with the same input key (base, wheels, sources, Dockerfile) is not
+#      rebuilt at all, so a warm `make image` takes under a second.
 #
 # Env: IMAGE (default localhost/aipolicy:dev), BASE (an existing image, e.g. python:3.12-slim on a
 # machine with a registry: skips step 3), AIPOLICY_CACHE, PYTHON (host Python for pip).
