@@ -52,17 +52,28 @@ def image_missing_reason() -> str | None:
     return None
 
 
-def self_contained_kubeconfig(kubeconfig: Path, out: Path) -> Path:
-    """A copy of kubeconfig with its CA certificate inlined, readable by the image's non-root user,
-    for mounting into a container (which sees none of the host's paths)."""
+CONTAINER_CONFIG_DIR = "/etc/aipolicy"
+
+
+def container_kubeconfig(kubeconfig: Path, out_dir: Path) -> Path:
+    """A copy of kubeconfig for a container that sees none of the host's paths, written with its
+    CA certificate into out_dir, to be mounted at /etc/aipolicy: the CA is a file, as a pod's
+    service account CA is (inline CA data would make the client write a temporary file, and the
+    image's root is read-only). Both files are readable by the image's non-root user."""
     config: dict[str, Any] = yaml.safe_load(kubeconfig.read_text())
-    for entry in config["clusters"]:
+    for i, entry in enumerate(config["clusters"]):
         cluster = entry["cluster"]
-        ca_path = cluster.pop("certificate-authority", None)
-        if ca_path:
-            cluster["certificate-authority-data"] = base64.b64encode(Path(ca_path).read_bytes()).decode()
+        inline = cluster.pop("certificate-authority-data", None)
+        path = cluster.pop("certificate-authority", None)
+        if inline or path:
+            ca = out_dir / f"ca-{i}.crt"
+            ca.write_bytes(base64.b64decode(inline) if inline else Path(path).read_bytes())
+            ca.chmod(0o644)
+            cluster["certificate-authority"] = f"{CONTAINER_CONFIG_DIR}/{ca.name}"
+    out = out_dir / "kubeconfig"
     out.write_text(yaml.safe_dump(config))
     out.chmod(0o644)
+    out_dir.chmod(0o755)
     return out
 
 

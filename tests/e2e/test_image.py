@@ -15,7 +15,14 @@ import pytest
 import yaml
 
 from tests.e2e.cluster import REPO, Cluster, free_port, wait_until
-from tests.e2e.podman import IMAGE, Container, image_missing_reason, podman, self_contained_kubeconfig
+from tests.e2e.podman import (
+    CONTAINER_CONFIG_DIR,
+    IMAGE,
+    Container,
+    container_kubeconfig,
+    image_missing_reason,
+    podman,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -54,15 +61,17 @@ def image_operator(
     cluster: Cluster, image: str, operator_kubeconfig: Path, namespace: str, tmp_path: Path
 ) -> Iterator[Container]:
     """The operator from the image, watching `namespace`, as the ServiceAccount."""
-    kubeconfig = self_contained_kubeconfig(operator_kubeconfig, tmp_path / "kubeconfig")
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    kubeconfig = container_kubeconfig(operator_kubeconfig, config_dir)
     assert "client-key" not in kubeconfig.read_text(), "the operator must run with the token only"
     args = [
         "--network=host",
         # read-only and not even a /tmp, as manifests/base runs it
         "--read-only",
         "--read-only-tmpfs=false",
-        f"--volume={kubeconfig}:/etc/aipolicy/kubeconfig:ro",
-        "--env=KUBECONFIG=/etc/aipolicy/kubeconfig",
+        f"--volume={config_dir}:{CONTAINER_CONFIG_DIR}:ro",
+        f"--env=KUBECONFIG={CONTAINER_CONFIG_DIR}/kubeconfig",
         "--env=AIPOLICY_TICK_SECONDS=1",
         image,
         "run",
@@ -127,8 +136,10 @@ def test_the_operator_from_the_image_reconciles_the_samples_as_its_service_accou
     samples = _samples(namespace)
     cluster.apply(samples, namespace)
 
-    def fresh_ready() -> list[str] | None:
-        waiting = []
+    waiting: list[str] = []
+
+    def fresh_ready() -> bool:
+        waiting.clear()
         for sample in samples:
             kind, name = sample["kind"].lower(), sample["metadata"]["name"]
             obj = cluster.get(kind, name, namespace)
@@ -138,9 +149,12 @@ def test_the_operator_from_the_image_reconciles_the_samples_as_its_service_accou
             elif condition.get("observedGeneration") != obj["metadata"]["generation"]:
                 waiting.append(f"{kind}/{name}@{obj['metadata']['generation']}")
         assert image_operator.running, image_operator.log_tail()
-        return None if waiting else ["all"]
+        return not waiting
 
-    wait_until("every sample judged by the operator in the image", fresh_ready, timeout=120)
+    try:
+        wait_until("every sample judged by the operator in the image", fresh_ready, timeout=120)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nnot judged: {waiting}\n{image_operator.log_tail()}") from None
 
     # the children it owns: a Deployment per self-hosted service, a front door per service
     for sample in samples:
@@ -154,7 +168,10 @@ def test_the_operator_from_the_image_reconciles_the_samples_as_its_service_accou
                 f"Deployment {name}", lambda n=name: cluster.get("deployment", n, namespace), timeout=60
             )
             assert deployment["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
-            managers = {m["manager"] for m in deployment["metadata"]["managedFields"]}
+            shown = cluster.kubectl(
+                "get", "deployment", name, "-n", namespace, "--show-managed-fields", "-o", "json"
+            )  # fmt: skip
+            managers = {m["manager"] for m in json.loads(shown.stdout)["metadata"]["managedFields"]}
             assert "aipolicy" in managers, managers
         else:
             assert front["spec"]["type"] == "ExternalName"
