@@ -44,8 +44,8 @@ typecheck: install ## mypy --strict
 	$(BIN)/mypy
 
 .PHONY: crds
-crds: install ## Generate crds/*.yaml (and the Helm chart's copy) from the pydantic models
-	$(BIN)/aipolicy crds --output crds --output charts/aipolicy/crds
+crds: install ## Generate crds/*.yaml (and the Helm chart's and kustomize base's copies) from the pydantic models
+	$(BIN)/aipolicy crds --output crds --output charts/aipolicy/crds --output manifests/base/crds
 
 ## ---- Tests ----
 .PHONY: test

@@ -1,5 +1,6 @@
-"""The Helm chart's CRDs (charts/aipolicy/crds) are the models' CRDs, up to date: `make crds` writes
-them with crds/, and this fails when either copy is stale."""
+"""The copies of the CRDs in the Helm chart (charts/aipolicy/crds) and in the kustomize base
+(manifests/base/crds: kustomize refuses files outside its folder) are the models' CRDs, up to date:
+`make crds` writes them with crds/, and this fails when a copy is stale."""
 
 from __future__ import annotations
 
@@ -10,19 +11,22 @@ import pytest
 from aipolicy.api import crd
 from aipolicy.cli import main
 
-CHART_CRDS = Path(__file__).resolve().parents[2] / "charts" / "aipolicy" / "crds"
+REPO = Path(__file__).resolve().parents[2]
+COPIES = [REPO / "charts" / "aipolicy" / "crds", REPO / "manifests" / "base" / "crds"]
 
 
+@pytest.mark.parametrize("copy", COPIES, ids=lambda p: str(p.relative_to(REPO)))
 @pytest.mark.parametrize("kind", crd.KINDS, ids=lambda k: k.kind)
-def test_chart_crds_are_up_to_date(kind: crd.Kind) -> None:
-    path = CHART_CRDS / f"aipolicy.dev_{kind.plural}.yaml"
+def test_crd_copies_are_up_to_date(kind: crd.Kind, copy: Path) -> None:
+    path = copy / f"aipolicy.dev_{kind.plural}.yaml"
     assert path.exists(), f"{path} is missing: run `make crds`"
     assert path.read_text() == crd.render(kind), f"{path} is stale: run `make crds` and commit it"
 
 
-def test_chart_has_only_the_generated_crds() -> None:
+@pytest.mark.parametrize("copy", COPIES, ids=lambda p: str(p.relative_to(REPO)))
+def test_copies_hold_only_the_generated_crds(copy: Path) -> None:
     expected = {f"aipolicy.dev_{kind.plural}.yaml" for kind in crd.KINDS}
-    assert {p.name for p in CHART_CRDS.iterdir()} == expected
+    assert {p.name for p in copy.iterdir()} == expected
 
 
 def test_crds_command_writes_every_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
