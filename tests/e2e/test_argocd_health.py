@@ -220,6 +220,7 @@ def test_argocd_health_and_kstatus_of_real_objects(
     lagging = cluster.get("inferenceservice", "ready", namespace)
     assert lagging is not None and lagging["metadata"]["generation"] == 2
     objects["InferenceService/ready@2"] = lagging
+    operator.start()  # back, so that the clean-up's deletions get their finalizers lifted
 
     expected = {
         # (Argo CD health, kstatus)
@@ -235,7 +236,7 @@ def test_argocd_health_and_kstatus_of_real_objects(
     verdicts = judge(health_judge, [objects[n] for n in names])
     got = {n: (v["health"], v["kstatus"]) for n, v in zip(names, verdicts, strict=True)}
     details = {n: {**v, "status": objects[n].get("status")} for n, v in zip(names, verdicts, strict=True)}
-    assert got == expected, json.dumps(details, indent=1, default=str)
+    assert got == expected, f"{got}\n{json.dumps(details, indent=1, default=str)}"
     # the messages say why
     messages = {n: v["healthMessage"] for n, v in zip(names, verdicts, strict=True)}
     assert "spec.scaling.prewarm[0].schedule" in messages["InferenceService/invalid"]

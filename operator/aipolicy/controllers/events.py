@@ -113,9 +113,16 @@ def report_invalid_spec(
             previous.append(Condition.model_validate(raw))
         except ValueError:
             continue  # a condition an older operator wrote: dropped rather than fatal
-    conditions = StatusConditions(previous, int(body.metadata.get("generation") or 0), now)
+    generation = int(body.metadata.get("generation") or 0)
+    conditions = StatusConditions(previous, generation, now)
     conditions.set("Ready", "False", "InvalidSpec", message)
     conditions.stalled("InvalidSpec", message)
     conditions.post_changes(body, warn_when)
-    new = {**old_status, "conditions": [json_dict(c) for c in conditions.conditions]}
+    # this generation was seen and judged: without it, GitOps tools (kstatus, Argo CD) wait for
+    # the operator forever instead of showing the verdict
+    new = {
+        **old_status,
+        "conditions": [json_dict(c) for c in conditions.conditions],
+        "observedGeneration": generation,
+    }
     write_status(patch, old_status, new)
