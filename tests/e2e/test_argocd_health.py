@@ -243,3 +243,11 @@ def test_argocd_health_and_kstatus_of_real_objects(
     assert "ErrImagePull" in messages["InferenceService/failing"]
     assert messages["AIBudget/spent"].startswith("Exceeded: ")
     assert "generation 2" in messages["InferenceService/ready@2"]
+
+    # the operator, back, catches up with the change: Healthy and Current again
+    caught_up = _wait_for(
+        cluster, "inferenceservice", "ready", namespace, "judged at generation 2",
+        lambda o: _ready(o).get("observedGeneration") == 2,
+    )  # fmt: skip
+    (verdict,) = judge(health_judge, [caught_up])
+    assert (verdict["health"], verdict["kstatus"]) == ("Healthy", "Current"), verdict
