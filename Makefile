@@ -16,7 +16,7 @@ PYTEST_ARGS  ?=
 
 .PHONY: help
 help: ## Show the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 ## ---- Python ----
 $(VENV)/.installed: pyproject.toml
@@ -44,27 +44,49 @@ typecheck: install ## mypy --strict
 	$(BIN)/mypy
 
 .PHONY: crds
-crds: install ## Generate crds/*.yaml from the pydantic models
-	$(BIN)/aipolicy crds --output crds
+crds: install ## Generate crds/*.yaml (and the Helm chart's and kustomize base's copies) from the pydantic models
+	$(BIN)/aipolicy crds --output crds --output charts/aipolicy/crds --output manifests/base/crds
 
 ## ---- Tests ----
 .PHONY: test
-test: install cluster-binaries prometheus alertmanager ## Lint, typecheck, unit and e2e tests (e2e on a local cluster it starts)
+test: install cluster-binaries prometheus alertmanager image helm health ## Lint, typecheck, unit and e2e tests (e2e on a local cluster it starts)
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest tests/unit tests/e2e --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory e2e-existing
+
+.PHONY: e2e-existing
+e2e-existing: install cluster-binaries prometheus ## A few e2e tests with --cluster=existing against a cluster started apart
+	@CLUSTER_BIN=$(CLUSTER_BIN) hack/e2e-existing.sh $(PYTEST_ARGS)
 
 .PHONY: unit
 unit: install ## Unit tests of the pure core (fast, no cluster)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: install cluster-binaries prometheus alertmanager ## e2e tests; CLUSTER=local|kind|existing (default local)
+e2e: install cluster-binaries prometheus alertmanager image helm health ## e2e tests; CLUSTER=local|kind|existing (default local)
 	$(BIN)/pytest tests/e2e --cluster=$(or $(CLUSTER),local) --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
 
 ## ---- Local cluster ----
 .PHONY: cluster-binaries
 cluster-binaries: ## Build etcd, kube-*, kubectl, kwok, kube-state-metrics from Go modules (cached)
 	@CLUSTER_BIN=$(CLUSTER_BIN) hack/build-cluster-binaries.sh >/dev/null
+
+## ---- Image, chart and GitOps tools ----
+.PHONY: image
+image: ## Build the container image localhost/aipolicy:dev with podman (base and wheels cached)
+	@hack/image.sh
+
+.PHONY: helm
+helm: ## Build helm from its Go module (cached), for the chart tests
+	@hack/build-helm.sh >/dev/null
+
+.PHONY: health
+health: ## Build hack/health (Argo CD's Lua VM and kstatus, for the tests; cached)
+	@hack/build-health.sh >/dev/null
+
+.PHONY: helm-path
+helm-path: ## Print the path of the helm built for the tests (use with make -s)
+	@hack/build-helm.sh
 
 .PHONY: prometheus
 prometheus: ## Install Prometheus from Debian's packages if missing

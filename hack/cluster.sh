@@ -5,6 +5,8 @@
 #   kube-state-metrics + Prometheus (Debian's), every one on 127.0.0.1.
 #
 #   hack/cluster.sh up | down | status | env | prometheus-stop | prometheus-start | prometheus-reload
+#   hack/cluster.sh monitor-up: only Prometheus and kube-state-metrics, on the host, for the cluster
+#     of $KUBECONFIG (kind, or one started elsewhere): the e2e fixtures' --cluster=kind|existing path
 #
 # CLUSTER_RUN (default <repo>/.cluster) holds pki/ logs/ pids/ data and `env` (ports, paths).
 # Every process is started here and stopped by the pid recorded for it, never by name.
@@ -315,6 +317,30 @@ ENV
   log "cluster up: KUBECONFIG=$KC, Prometheus http://127.0.0.1:$PROM_PORT"
 }
 
+monitor_up() {  # Prometheus + kube-state-metrics on the host, for a cluster that is already there
+  [[ -n "${KUBECONFIG:-}" && -f "$KUBECONFIG" ]] || die "monitor-up needs KUBECONFIG: the existing cluster's kubeconfig"
+  [[ -x "$CLUSTER_BIN/kube-state-metrics" ]] || die "$CLUSTER_BIN/kube-state-metrics is missing: run 'make cluster-binaries'"
+  [[ -x "$PROMETHEUS_BIN" ]] || die "prometheus is not installed: run 'make prometheus' (hack/install-prometheus.sh)"
+  rm -rf "$CLUSTER_RUN"
+  mkdir -p "$CLUSTER_RUN" "$LOGS" "$PIDS"
+  read -r KSM_PORT KSM_TELEMETRY_PORT PROM_PORT < <(free_ports 3)
+  cat >"$CLUSTER_RUN/env" <<ENV
+export KUBECONFIG=$KUBECONFIG
+export CLUSTER_RUN=$CLUSTER_RUN CLUSTER_BIN=$CLUSTER_BIN
+export KSM_PORT=$KSM_PORT PROM_PORT=$PROM_PORT PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT
+export PROMETHEUS_TARGETS_DIR=$CLUSTER_RUN/prometheus/targets
+ENV
+  start kube-state-metrics "$CLUSTER_BIN/kube-state-metrics" \
+    --kubeconfig="$KUBECONFIG" --host=127.0.0.1 --port="$KSM_PORT" \
+    --telemetry-host=127.0.0.1 --telemetry-port="$KSM_TELEMETRY_PORT" \
+    --resources=pods,deployments,nodes,namespaces,services \
+    --metric-labels-allowlist='pods=[aipolicy.dev/service],deployments=[aipolicy.dev/service]'
+  write_prometheus_config
+  start_prometheus
+  wait_for kube-state-metrics 60 kube-state-metrics curl -fsS "http://127.0.0.1:$KSM_PORT/healthz"
+  log "monitoring up for $KUBECONFIG: Prometheus http://127.0.0.1:$PROM_PORT"
+}
+
 down() {
   if ! compgen -G "$PIDS/*.pid" >/dev/null; then
     log "no cluster runs from $CLUSTER_RUN; nothing to stop"
@@ -341,11 +367,16 @@ case "$cmd" in
     trap 'rc=$?; if (( rc )); then log "start-up failed; stopping what was started"; stop_all; fi' EXIT
     up
     trap - EXIT ;;
+  monitor-up)
+    compgen -G "$PIDS/*.pid" >/dev/null && die "something already runs from $CLUSTER_RUN: stop it with '$0 down'"
+    trap 'rc=$?; if (( rc )); then log "start-up failed; stopping what was started"; stop_all; fi' EXIT
+    monitor_up
+    trap - EXIT ;;
   down) down ;;
   status) status ;;
   env)  cat "$CLUSTER_RUN/env" ;;
   prometheus-stop)  stop_one prometheus; log "prometheus stopped" ;;
   prometheus-start) start_prometheus ;;
   prometheus-reload) source "$CLUSTER_RUN/env"; curl -fsS -X POST "$PROMETHEUS_URL/-/reload" ;;
-  *)    echo "usage: $0 up|down|status|env|prometheus-stop|prometheus-start|prometheus-reload" >&2; exit 2 ;;
+  *)    echo "usage: $0 up|monitor-up|down|status|env|prometheus-stop|prometheus-start|prometheus-reload" >&2; exit 2 ;;
 esac

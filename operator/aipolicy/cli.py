@@ -11,8 +11,9 @@ from pathlib import Path
 def _crds(args: argparse.Namespace) -> int:
     from aipolicy.api import crd
 
-    for path in crd.write_all(Path(args.output)):
-        print(f"wrote {path}")
+    for output in args.output or ["crds"]:
+        for path in crd.write_all(Path(output)):
+            print(f"wrote {path}")
     return 0
 
 
@@ -54,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions")
-    crds.add_argument("--output", default="crds", help="directory to write into (default: crds)")
+    crds.add_argument(
+        "--output",
+        action="append",
+        help="directory to write into (repeatable; default: crds)",
+    )
     crds.set_defaults(func=_crds)
 
     run = commands.add_parser("run", help="run the operator")

@@ -3,8 +3,10 @@ the operator as a subprocess that tests can stop, kill and restart.
 
 --cluster=local (default) starts the loopback cluster of hack/cluster.sh (kube-apiserver, etcd,
 controller-manager, scheduler, kwok, kube-state-metrics, Prometheus) in a temporary folder and
-stops it, by pid, at the end. --cluster=kind uses pytest-kind on machines with Docker (bring your
-own Prometheus: PROMETHEUS_URL). --cluster=existing uses KUBECONFIG and PROMETHEUS_URL.
+stops it, by pid, at the end. --cluster=kind uses pytest-kind on machines with Docker;
+--cluster=existing uses KUBECONFIG. For both, unless PROMETHEUS_URL and PROMETHEUS_TARGETS_DIR name a
+Prometheus already there, the fixtures start Prometheus and kube-state-metrics on the host against
+that cluster (hack/cluster.sh monitor-up), so the simulator has its targets folder as on the local one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,24 +49,54 @@ def _default_cluster_bin() -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+@contextmanager
+def _host_monitoring(kubeconfig: Path, cluster_bin: str) -> Iterator[dict[str, str]]:
+    """Prometheus and kube-state-metrics on the host for a cluster that is already there (kind or
+    existing), as hack/cluster.sh starts them for the local one; stopped by pid at the end.
+    Yields its env file's values (PROMETHEUS_URL, PROMETHEUS_TARGETS_DIR)."""
+    run_dir = Path(tempfile.mkdtemp(prefix="aipolicy-e2e-monitor-"))
+    env = {
+        **os.environ,
+        "CLUSTER_RUN": str(run_dir),
+        "CLUSTER_BIN": cluster_bin,
+        "KUBECONFIG": str(kubeconfig),
+    }
+    script = str(REPO / "hack" / "cluster.sh")
+    subprocess.run([script, "monitor-up"], env=env, check=True, timeout=300)
+    try:
+        yield parse_env_file(run_dir / "env")
+    finally:
+        subprocess.run([script, "down"], env=env, check=False, timeout=120)
+        if os.environ.get("AIPOLICY_KEEP_E2E_LOGS") != "1":
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     mode = request.config.getoption("--cluster")
-    if mode == "existing":
-        kubectl = shutil.which("kubectl") or pytest.fail("--cluster=existing needs kubectl on PATH")
-        targets = os.environ.get("PROMETHEUS_TARGETS_DIR")  # set by `source .cluster/env`
-        yield Cluster(
-            Path(os.environ["KUBECONFIG"]),
-            kubectl,
-            os.environ.get("PROMETHEUS_URL"),
-            run_dir=Path(os.environ["CLUSTER_RUN"]) if "CLUSTER_RUN" in os.environ else None,
-            targets_dir=Path(targets) if targets else None,
-        )
-        return
-    if mode == "kind":
-        kind_cluster = request.getfixturevalue("kind_cluster")
-        kubectl = shutil.which("kubectl") or str(kind_cluster.kubectl_path)
-        yield Cluster(Path(kind_cluster.kubeconfig_path), kubectl, os.environ.get("PROMETHEUS_URL"))
+    if mode in ("existing", "kind"):
+        cluster_bin = request.config.getoption("--cluster-bin") or _default_cluster_bin()
+        if mode == "kind":
+            kind_cluster = request.getfixturevalue("kind_cluster")
+            kubeconfig = Path(kind_cluster.kubeconfig_path)
+        else:
+            kubeconfig = Path(
+                os.environ.get("KUBECONFIG") or pytest.fail("--cluster=existing needs KUBECONFIG")
+            )
+        kubectl = shutil.which("kubectl") or f"{cluster_bin}/kubectl"
+        url, targets = os.environ.get("PROMETHEUS_URL"), os.environ.get("PROMETHEUS_TARGETS_DIR")
+        with ExitStack() as stack:
+            if not (url and targets):
+                # a Prometheus the simulator can give targets to: start one on the host
+                values = stack.enter_context(_host_monitoring(kubeconfig, cluster_bin))
+                url, targets = values["PROMETHEUS_URL"], values["PROMETHEUS_TARGETS_DIR"]
+            yield Cluster(
+                kubeconfig,
+                kubectl,
+                url,
+                run_dir=Path(os.environ["CLUSTER_RUN"]) if "CLUSTER_RUN" in os.environ else None,
+                targets_dir=Path(targets),
+            )
         return
 
     cluster_bin = request.config.getoption("--cluster-bin") or _default_cluster_bin()

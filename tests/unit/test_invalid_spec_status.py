@@ -16,10 +16,12 @@ def test_invalid_spec_records_the_generation_it_was_read_from() -> None:
     new, changed = invalid_spec_status(old, "spec.x: bad", generation=4, now=NOW)
     assert new["observedGeneration"] == 4
     assert new["mode"] == "Normal"  # the rest of status is kept as last written
-    [ready] = new["conditions"]
+    ready, stalled = new["conditions"]
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "InvalidSpec")
     assert ready["observedGeneration"] == 4 and ready["message"] == "spec.x: bad"
-    assert [c.reason for c in changed.changed] == ["InvalidSpec"]
+    # Stalled tells kstatus the object failed; its change is told by Ready's one event
+    assert (stalled["type"], stalled["status"], stalled["reason"]) == ("Stalled", "True", "InvalidSpec")
+    assert [(c.type, c.reason) for c in changed.changed] == [("Ready", "InvalidSpec")]
 
 
 def test_the_same_invalid_spec_changes_nothing_the_next_time() -> None:

@@ -9,12 +9,18 @@ import kopf
 
 from aipolicy.api.common import Condition, ConditionStatus, find_condition, json_dict, set_condition
 
+# kstatus' abnormal-true condition (what Flux and kpt read): True while the spec cannot be acted
+# on, so that they report Failed instead of waiting. Only an evaluation that finds the spec unusable
+# sets it; every other evaluation drops it, so a fixed spec clears it.
+STALLED = "Stalled"
+
 
 class StatusConditions:
     """Conditions being updated in one evaluation; knows which ones changed, for events."""
 
     def __init__(self, previous: list[Condition], generation: int, now: datetime) -> None:
-        self.conditions = list(previous)
+        self._stalled = find_condition(previous, STALLED)
+        self.conditions = [c for c in previous if c.type != STALLED]
         self.generation = generation
         self.now = now
         self.changed: list[Condition] = []
@@ -31,6 +37,14 @@ class StatusConditions:
             self.changed.append(after)
             if before is None:
                 self.first_set.append(after)
+
+    def stalled(self, reason: str, message: str) -> None:
+        """Stalled=True for this evaluation (its lastTransitionTime kept from the last one); the
+        Ready condition beside it tells the change, so it posts no event of its own."""
+        if self._stalled is not None:
+            self.conditions.append(self._stalled)
+        self.set(STALLED, "True", reason, message)
+        self.told_elsewhere(STALLED)
 
     def told_elsewhere(self, type_: str) -> None:
         """This condition's change is already told by an event of its own (a switch, a change of
@@ -89,7 +103,7 @@ def invalid_spec_status(
     """The status of an object whose spec cannot be acted on, and its conditions (which knows
     what changed, for events).
 
-    Ready=False with reason InvalidSpec, kept beside the other conditions, and
+    Ready=False and Stalled=True with reason InvalidSpec, kept beside the other conditions, and
     observedGeneration at the generation read: kstatus and Argo CD wait for it to reach
     metadata.generation before they believe any condition, so without it an invalid object
     looks forever in progress rather than failed. The rest of status stays as last written.
@@ -102,6 +116,8 @@ def invalid_spec_status(
             continue  # a condition an older operator wrote: dropped rather than fatal
     conditions = StatusConditions(previous, generation, now)
     conditions.set("Ready", "False", "InvalidSpec", message)
+    # Stalled=True too: kstatus (Flux, kpt) reports Failed rather than waiting for progress
+    conditions.stalled("InvalidSpec", message)
     new = {
         **old_status,
         "observedGeneration": generation,
