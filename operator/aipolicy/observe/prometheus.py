@@ -173,17 +173,16 @@ def _is_scalar(result: Any) -> bool:
     return isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict)
 
 
-def _short(error: BaseException, url: str) -> str:
+def _short(error: BaseException, url: str | None = None) -> str:
     # Prometheus says what is wrong with a query in the JSON body's "error" ("parse error:
     # unclosed left parenthesis"); the client wraps the whole body in bytes' repr.
     said = re.search(r'"error":"(.*?)"\}', str(error))
     if said:
         return "Prometheus refused the query: " + re.sub(r'\\+"', '"', said.group(1))
-    # without object addresses ("<... object at 0x7f...>"): the message goes into status, and a
-    # text that changes on every failure would rewrite status on every tick of an outage
     # Anything else is the connection: name the URL first (a wrong --prometheus-url is the
-    # usual cause, and the client's own text buries it in a request line)
-    text = re.sub(
-        r" at 0x[0-9a-f]+", "", f"Prometheus at {url} did not answer: {type(error).__name__}: {error}"
-    )
+    # usual cause, and the client's own text buries it in a request line). Without object
+    # addresses ("<... object at 0x7f...>"): the message goes into status, and a text that
+    # changes on every failure would rewrite status on every tick of an outage.
+    said_by = f"Prometheus at {url} did not answer: " if url else ""
+    text = re.sub(r" at 0x[0-9a-f]+", "", f"{said_by}{type(error).__name__}: {error}")
     return text if len(text) < 300 else text[:297] + "..."
