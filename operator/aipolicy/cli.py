@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to serve metrics on (in a pod: 0.0.0.0)",
     )
-    run.add_argument("--peering", default=None, help="kopf peering name, for active/standby replicas")
+    run.add_argument(
+        "--peering", default=None, help="kopf peering name (slow handover, no fencing: prefer --leader-elect)"
+    )
     run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
     run.add_argument(
         "--leader-elect",
