@@ -89,18 +89,22 @@ def run_operator(
         try:
             waited = [operator] + ([campaign] if campaign else [])
             await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
-            if campaign is not None and campaign.done() and not campaign.cancelled():
+            if campaign is not None and campaign.done():
+                # the campaign only ends on a fault no retry can mend: without it this
+                # replica would stand by forever, so stop
                 error = campaign.exception()
-                if isinstance(error, leadership.LeaseNamespaceMissingError):
-                    print(f"aipolicy cannot run: {error}", file=sys.stderr)
-                    return CANNOT_RUN
+                print(f"aipolicy cannot run: {error}", file=sys.stderr)
+                return CANNOT_RUN
             await operator
             return 0
         finally:
+            if campaign is not None:
+                # no renewal may race the release, nor re-acquire the Lease after it
+                campaign.cancel()
+                await asyncio.gather(campaign, return_exceptions=True)
             if election is not None:
-                await election.release()  # stop acting first, then hand the lease over
-            for task in [*tasks, campaign, operator]:
-                if task is not None:
-                    task.cancel()
+                await election.release()  # stop acting first, then hand the Lease over
+            for task in [*tasks, operator]:
+                task.cancel()
 
     return asyncio.run(main())
