@@ -84,15 +84,16 @@ def limited_kubeconfig(cluster: Cluster, operator_kubeconfig: Path, tmp_path: Pa
 def test_a_missing_permission_stops_the_operator_with_the_verb_and_resource_named(
     cluster: Cluster, namespace: str, operator_process: OperatorFactory, limited_kubeconfig: Path
 ) -> None:
-    operator = operator_process(namespace, extra_args=["--leader-elect"], kubeconfig=limited_kubeconfig)
+    operator = operator_process(
+        namespace, extra_args=["--leader-elect", "--lease-name", "aipolicy"], kubeconfig=limited_kubeconfig
+    )
     assert operator.process is not None
     wait_until("the operator to exit", lambda: not operator.running, timeout=60)
     assert operator.process.returncode == 3, operator.log_tail()
     log = operator.log_path.read_text(errors="replace")
     assert f"system:serviceaccount:{SYSTEM}:{LIMITED} is not allowed to" in log, log
     assert f"watch pods in namespace {namespace}" in log, log
-    lease = f"aipolicy.{namespace}"  # the shard's Lease: this operator watches one namespace
-    assert f'update leases.coordination.k8s.io "{lease}" in namespace {SYSTEM}' in log, log
+    assert f'update leases.coordination.k8s.io "aipolicy" in namespace {SYSTEM}' in log, log
     # exactly what is missing: not the verbs it has
     assert "list pods" not in log and "get leases" not in log, log
     assert "Traceback" not in log, log
