@@ -15,7 +15,9 @@ with --leader-elect, as manifests/base runs them. What each test checks:
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -219,8 +221,8 @@ def test_killing_the_leader_during_budget_evaluations_repeats_no_threshold(
     cluster: Cluster,
     namespace: str,
     prometheus: Prometheus,
+    shipped_lease: LeaseWatch,  # before operator_process: the Lease goes after the operators stop
     operator_process: OperatorFactory,
-    shipped_lease: LeaseWatch,
     record_property: Any,
 ) -> None:
     """A budget of $3 spending $0.25 per 5 s evaluation: Notify at $1.50, Degrade at $2.50,
@@ -274,8 +276,8 @@ def test_killing_the_leader_during_a_scale_up_repeats_no_step(
     namespace: str,
     simulator: Simulator,
     prometheus: Prometheus,
+    shipped_lease: LeaseWatch,  # before operator_process: the Lease goes after the operators stop
     operator_process: OperatorFactory,
-    shipped_lease: LeaseWatch,
     record_property: Any,
 ) -> None:
     simulator.configure(namespace, "chat", CAPACITY)
@@ -327,8 +329,8 @@ def test_killing_the_leader_during_a_scale_up_repeats_no_step(
 def test_a_clean_shutdown_hands_the_lease_over_at_once(
     cluster: Cluster,
     namespace: str,
+    shipped_lease: LeaseWatch,  # before operator_process: the Lease goes after the operators stop
     operator_process: OperatorFactory,
-    shipped_lease: LeaseWatch,
     record_property: Any,
 ) -> None:
     """SIGTERM (a rolling update): the leader empties the Lease, the standby takes it at its
@@ -395,8 +397,8 @@ def test_two_shards_each_act_only_in_their_own_namespaces(
     cluster: Cluster,
     namespace: str,
     prometheus: Prometheus,
-    operator_process: OperatorFactory,
     shard_leases: Any,
+    operator_process: OperatorFactory,
 ) -> None:
     """Shard one: this test's namespace; shard two: a second and a third, given as a comma
     list. Each shard has its own Lease and leads it; a budget is evaluated only while its own
@@ -455,3 +457,38 @@ def test_two_shards_each_act_only_in_their_own_namespaces(
                 "delete", "aibudgets", "--all", "-n", other, "--timeout=30s", check=False, timeout=40
             )
             cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_a_frozen_leader_stands_down_when_it_wakes(
+    cluster: Cluster,
+    namespace: str,
+    shipped_lease: LeaseWatch,  # before operator_process: the Lease goes after the operators stop
+    operator_process: OperatorFactory,
+) -> None:
+    """Fencing: a leader frozen past its lease (SIGSTOP: a long pause, a partition) finds on
+    waking that its renew deadline passed. It stands down at once, before any handler runs, and
+    stays a standby: the Lease is the other's now."""
+    pair = _start_pair(operator_process, namespace, shipped_lease)
+    leader, standby = pair.leader(), pair.standby()
+    frozen = pair.processes[leader].process
+    assert frozen is not None
+    frozen_at = time.time()
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        wait_until(f"{standby} to lead", lambda: shipped_lease.first_held_by(f"{standby}_", frozen_at), 60)
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    woke_at = time.time()
+    log = pair.processes[leader].log_path
+    wait_until("the woken leader to stand down", lambda: "stopped leading" in log.read_text(), timeout=30)
+    time.sleep(5)  # a few of its own retry periods: it must not take the Lease back
+    assert shipped_lease.holders()[-1].startswith(f"{standby}_"), shipped_lease.holders()
+    assert len(_lead_times(pair.processes[leader])) == 1, log.read_text()  # led once, before the pause
+    stood_down = [
+        line
+        for line in log.read_text().splitlines()
+        if "stopped leading" in line and "no renewal within" in line
+    ]
+    assert stood_down, log.read_text()
+    stamp = _log_time(stood_down[0])
+    assert stamp is not None and stamp >= woke_at - 1, (stood_down, woke_at)
