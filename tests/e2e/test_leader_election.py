@@ -484,11 +484,8 @@ def test_a_frozen_leader_stands_down_when_it_wakes(
     time.sleep(5)  # a few of its own retry periods: it must not take the Lease back
     assert shipped_lease.holders()[-1].startswith(f"{standby}_"), shipped_lease.holders()
     assert len(_lead_times(pair.processes[leader])) == 1, log.read_text()  # led once, before the pause
-    stood_down = [
-        line
-        for line in log.read_text().splitlines()
-        if "stopped leading" in line and "no renewal within" in line
-    ]
+    # "no renewal within 7s" (its deadline) or "held by" (its first read): both on waking
+    stood_down = [line for line in log.read_text().splitlines() if "stopped leading" in line]
     assert stood_down, log.read_text()
     stamp = _log_time(stood_down[0])
     assert stamp is not None and stamp >= woke_at - 1, (stood_down, woke_at)
