@@ -465,9 +465,10 @@ def test_a_frozen_leader_stands_down_when_it_wakes(
     shipped_lease: LeaseWatch,  # before operator_process: the Lease goes after the operators stop
     operator_process: OperatorFactory,
 ) -> None:
-    """Fencing: a leader frozen past its lease (SIGSTOP: a long pause, a partition) finds on
-    waking that its renew deadline passed. It stands down at once, before any handler runs, and
-    stays a standby: the Lease is the other's now."""
+    """A leader frozen past its lease (SIGSTOP: a long pause, a partition) stands down on waking
+    and stays a standby: the Lease is the other's now. (That its handlers are refused from the
+    instant its renew deadline passes, whatever wakes first, is the clock-based gate's unit test:
+    tests/unit/test_leadership.py.)"""
     pair = _start_pair(operator_process, namespace, shipped_lease)
     leader, standby = pair.leader(), pair.standby()
     frozen = pair.processes[leader].process
