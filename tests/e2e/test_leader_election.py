@@ -159,10 +159,10 @@ def _start_pair(operator_process: OperatorFactory, namespace: str, watch: LeaseW
     first = _candidate(operator_process, "op-a", [namespace], watch.name)
     wait_until("op-a to lead", lambda: watch.holder().startswith("op-a_"), timeout=30)
     second = _candidate(operator_process, "op-b", [namespace], watch.name)
-    # op-b is up and watching once it has looked at the Lease (it logs its candidacy)
+    # op-b is up and standing by once it has read op-a's Lease (it logs that once)
     wait_until(
-        "op-b to be a candidate",
-        lambda: "is a candidate for lease" in second.log_path.read_text(errors="replace"),
+        "op-b to stand by",
+        lambda: " stands by: " in second.log_path.read_text(errors="replace"),
         timeout=30,
     )
     return Pair({"op-a": first, "op-b": second}, watch)

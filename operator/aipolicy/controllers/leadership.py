@@ -276,12 +276,18 @@ class Leadership:
     async def run(self) -> None:
         """Campaign and renew until cancelled. Raises LeaseNamespaceMissingError (fatal)."""
         seen: Seen | None = None
+        standing_by = ""
         logger.info("%s is a candidate for lease %s/%s", self.identity, self.namespace, self.name)
         while True:
             wait = self.timing.retry_period
             try:
                 stored = await self.read()
                 decision = decide(stored, seen, self.identity, self.clock(), datetime.now(UTC), self.timing)
+                if stored is not None and stored.spec.holder not in (self.identity, standing_by):
+                    # once per holder: what a standby waits on, for whoever reads the log
+                    standing_by = stored.spec.holder
+                    logger.info("%s stands by: lease %s is held by %s", self.identity, self.name,
+                                standing_by or "nobody")  # fmt: skip
                 seen = decision.seen
                 if stored is not None and stored.spec.holder != self.identity:
                     self.step_down(f"the lease is held by {stored.spec.holder or 'nobody'}")
@@ -291,8 +297,6 @@ class Leadership:
                     written = await self.write(decision)
                     self._extend(leading_until(sent, self.timing))
                     seen = Seen(written.version, self.identity, self.clock())
-                elif seen is not None and self._leading:
-                    logger.info("lease %s: %s", self.name, decision.why)
             except ApiException as error:
                 # 409: another candidate wrote first (or renewed): read again next round.
                 # Anything else: the deadline, not this error, decides when we stop acting.
