@@ -15,6 +15,7 @@ BENCHMARKS = (
     ["bench.fallback_switch", "--repetitions", "3"],
     ["bench.load_step", "--repetitions", "3"],
     ["bench.inferenceservice_scale", "--sizes", "10,100,1000"],
+    ["bench.leader_failover", "--kills", "10"],
 )
 
 

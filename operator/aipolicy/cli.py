@@ -19,9 +19,14 @@ def _crds(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from aipolicy.controllers.main import run_operator
+    from aipolicy.policy.lease import Timing
 
+    try:
+        timing = Timing(args.lease_duration, args.renew_deadline, args.retry_period)
+    except ValueError as error:
+        raise SystemExit(f"aipolicy run: {error}") from error
     return run_operator(
-        namespace=args.namespace,
+        namespace=namespaces(args.namespace),
         prometheus_url=args.prometheus_url,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
@@ -29,7 +34,21 @@ def _run(args: argparse.Namespace) -> int:
         priority=args.priority,
         verbose=args.verbose,
         metrics_preset=args.metrics_preset,
+        leader_elect=args.leader_elect,
+        lease_name=args.lease_name,
+        lease_namespace=args.lease_namespace,
+        timing=timing,
     )
+
+
+def namespaces(values: Sequence[str]) -> list[str]:
+    """--namespace given several times, as comma lists, or both; in order, each once."""
+    found: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            if name.strip() and name.strip() not in found:
+                found.append(name.strip())
+    return found
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -64,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the operator")
     run.add_argument(
-        "--namespace", action="append", default=[], help="watch only this namespace (repeatable)"
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only these namespaces (repeatable, or a comma list); default: all. One operator "
+        "per set of namespaces (a shard), each with its own Lease",
     )
     run.add_argument("--prometheus-url", default=None, help="Prometheus base URL (env PROMETHEUS_URL)")
     run.add_argument(
@@ -82,8 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to serve metrics on (in a pod: 0.0.0.0)",
     )
-    run.add_argument("--peering", default=None, help="kopf peering name, for active/standby replicas")
+    run.add_argument(
+        "--peering", default=None, help="kopf peering name (slow handover, no fencing: prefer --leader-elect)"
+    )
     run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="elect a leader among replicas on a Lease; only the leader acts (on in manifests/base)",
+    )
+    run.add_argument(
+        "--lease-name",
+        default=None,
+        help="the Lease (default: aipolicy, or aipolicy.<namespaces> for a shard)",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=None,
+        help="namespace of the Lease (default: POD_NAMESPACE, the pod's own, or aipolicy-system)",
+    )
+    run.add_argument("--lease-duration", type=float, default=10.0, help="seconds a standby waits (10)")
+    run.add_argument(
+        "--renew-deadline", type=float, default=7.0, help="seconds the leader acts without renewing (7)"
+    )
+    run.add_argument("--retry-period", type=float, default=2.0, help="seconds between lease reads (2)")
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_run)
 

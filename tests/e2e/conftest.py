@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -191,18 +191,22 @@ def operator_process(
     watched: set[str] = set()
 
     def start(
-        *namespaces: str, extra_env: dict[str, str] | None = None, metrics_port: int = 0
+        *namespaces: str,
+        extra_env: dict[str, str] | None = None,
+        metrics_port: int = 0,
+        extra_args: Sequence[str] = (),
+        kubeconfig: Path | None = None,
     ) -> ManagedProcess:
         # a one-second tick keeps the tests quick; each object's evaluationInterval still applies
-        args = python_module("aipolicy", "run", "--metrics-port", str(metrics_port))
+        args = python_module("aipolicy", "run", "--metrics-port", str(metrics_port), *extra_args)
         for ns in namespaces:
             args += ["--namespace", ns]
             watched.add(ns)
-        if cluster.prometheus_url:
+        if cluster.prometheus_url and "--prometheus-url" not in extra_args:
             args += ["--prometheus-url", cluster.prometheus_url]
         env = {
             **os.environ,
-            "KUBECONFIG": str(operator_kubeconfig),
+            "KUBECONFIG": str(kubeconfig or operator_kubeconfig),
             "AIPOLICY_TICK_SECONDS": "1",
             **(extra_env or {}),
         }

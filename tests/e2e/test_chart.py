@@ -67,9 +67,11 @@ class Helm:
             raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}{result.stdout}")
         return result
 
-    def template(self, values: dict[str, Any], namespace: str, *extra: str) -> list[dict[str, Any]]:
+    def template(
+        self, values: dict[str, Any], namespace: str, *extra: str, release: str = "aip"
+    ) -> list[dict[str, Any]]:
         out = self(
-            "template", "aip", str(CHART), "-n", namespace, "--set-json", *_set_json(values), *extra
+            "template", release, str(CHART), "-n", namespace, "--set-json", *_set_json(values), *extra
         ).stdout
         return [d for d in yaml.safe_load_all(out) if d]
 
@@ -116,7 +118,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "image": {"repository": "localhost/aipolicy", "tag": "dev", "pullPolicy": "Never"},
     },
-    "leader-election": {"replicas": 2, "leaderElection": {"enabled": True}},
+    "one-replica": {"replicas": 1, "leaderElection": {"enabled": False}},
     "monitoring": {
         "monitoring": {
             "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
@@ -147,10 +149,7 @@ def test_each_value_set_renders_what_it_asks_and_the_api_server_accepts_it(
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     if name == "defaults":
         assert container["image"] == "ghcr.io/aipolicy/aipolicy:0.1.0"
-        assert deployment["spec"]["replicas"] == 1
-        assert deployment["spec"]["strategy"]["type"] == "Recreate"
         assert not [a for a in container["args"] if a.startswith("--namespace")]
-        assert "AIPOLICY_LEADER_ELECTION" not in env
     if name == "namespaced":
         assert container["image"] == "localhost/aipolicy:dev"
         assert container["imagePullPolicy"] == "Never"
@@ -160,14 +159,19 @@ def test_each_value_set_renders_what_it_asks_and_the_api_server_accepts_it(
         ]
         assert env["PROMETHEUS_URL"] == "http://prometheus.example.svc:9090"
         assert container["resources"]["requests"] == {"cpu": "250m", "memory": "256Mi"}
-    if name == "leader-election":
-        assert deployment["spec"]["replicas"] == 2
-        assert env["AIPOLICY_LEADER_ELECTION"] == "true" and env["AIPOLICY_LEASE_NAME"] == "aip-aipolicy"
-        (role,) = [d for d in docs if d["kind"] == "Role"]
-        assert role["rules"][0]["resources"] == ["leases"]
-        assert "RoleBinding" in kinds
-    else:
+    if name == "one-replica":
+        assert deployment["spec"]["replicas"] == 1
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+        assert "--leader-elect" not in container["args"] and "POD_NAME" not in env
         assert "Role" not in kinds
+    else:  # two replicas with leader election by default: only the Lease's holder acts
+        assert deployment["spec"]["replicas"] == 2
+        assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+        assert {"--leader-elect", "--lease-name=aip-aipolicy"} <= set(container["args"])
+        assert "POD_NAME" in env and "POD_NAMESPACE" in env
+        (role,) = [d for d in docs if d["kind"] == "Role"]
+        assert [r.get("resourceNames") for r in role["rules"]] == [None, ["aip-aipolicy"]]
+        assert "RoleBinding" in kinds
     monitoring = {"ServiceMonitor", "PrometheusRule", "ConfigMap"}
     if name == "monitoring":
         assert monitoring <= set(kinds)
@@ -217,7 +221,7 @@ def test_a_wrong_value_fails_helm_install_naming_it(
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (["replicas=2"], "replicas > 1 needs leaderElection.enabled=true"),
+        (["leaderElection.enabled=false"], "replicas > 1 needs leaderElection.enabled=true"),
         (["gateway.enabled=true"], "the aipolicy gateway is not released yet"),
     ],
 )
@@ -290,7 +294,8 @@ def test_the_kustomize_base_and_the_chart_grant_the_same_rbac(helm: Helm, cluste
         for d in yaml.safe_load_all(cluster.kubectl("kustomize", str(REPO / "manifests" / "base")).stdout)
         if d
     ]
-    chart = helm.template({}, "aipolicy-system")
+    # the base is the installation named aipolicy: its Lease is "aipolicy", as the chart's is
+    chart = helm.template({}, "aipolicy-system", release="aipolicy")
     assert _rbac(chart) == _rbac(base)
 
 

@@ -59,3 +59,14 @@ def test_a_refused_query_is_reported_with_prometheus_own_words() -> None:
     refused = PrometheusApiClientException(f"HTTP Status Code 400 ({body!r})")
     assert _short(refused) == 'Prometheus refused the query: invalid parameter "query": 1:5: parse error'
     assert _short(ConnectionError("Connection refused")) == "ConnectionError: Connection refused"
+
+
+def test_an_unanswered_query_names_the_prometheus_url() -> None:
+    """A wrong --prometheus-url shows in the conditions as itself, first, not buried in the
+    client's request line (cut at 300 characters)."""
+    from aipolicy.observe.prometheus import _short
+
+    error = ConnectionError("HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded " + "x" * 400)
+    text = _short(error, "http://127.0.0.1:9")
+    assert text.startswith("Prometheus at http://127.0.0.1:9 did not answer: ConnectionError: ")
+    assert len(text) <= 300

@@ -1,11 +1,22 @@
-"""Running the operator: kopf with our handlers, namespaced or cluster-wide."""
+"""Running the operator: kopf with our handlers, namespaced or cluster-wide, led or not."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import kopf
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from aipolicy.policy.lease import Timing
+
+logger = logging.getLogger("aipolicy")
+
+#: Exit status when the operator cannot work as configured (missing permission, no namespace
+#: for its Lease): retrying at once would not help, so it stops rather than spins.
+CANNOT_RUN = 3
 
 
 def run_operator(
@@ -18,10 +29,17 @@ def run_operator(
     priority: int,
     verbose: bool,
     metrics_preset: str = "vllm",
+    leader_elect: bool = False,
+    lease_name: str | None = None,
+    lease_namespace: str | None = None,
+    timing: Timing | None = None,
+    check_permissions: bool = True,
 ) -> int:
     import aipolicy.controllers.handlers  # noqa: F401  (registers the handlers)
-    from aipolicy.controllers import connections
+    from aipolicy.controllers import connections, leadership, permissions
     from aipolicy.controllers.metrics import serve_metrics
+    from aipolicy.kube.client import load_config
+    from aipolicy.policy.lease import lease_name as shard_lease_name
 
     kopf.configure(verbose=verbose)
     if not verbose:
@@ -30,12 +48,37 @@ def run_operator(
     memo = kopf.Memo(prometheus_url=prometheus_url, metrics_preset=metrics_preset)
     memo[connections.NAMESPACES] = len(namespace)
 
-    async def main() -> None:
+    load_config()
+    election: leadership.Leadership | None = None
+    if leader_elect:
+        election = leadership.Leadership(
+            name=lease_name or shard_lease_name(namespace),
+            namespace=lease_namespace or leadership.default_lease_namespace(),
+            identity=leadership.default_identity(),
+            timing=timing or Timing(),
+        )
+        gated = leadership.gate_handlers(kopf.get_default_registry(), election)
+        logger.info("leader election on lease %s/%s: %d handlers act only when leading",
+                    election.namespace, election.name, gated)  # fmt: skip
+
+    if check_permissions:
+        lease = (election.namespace, election.name) if election else None
+        try:
+            denied = permissions.check(permissions.required(namespace, lease))
+        except (ApiException, HTTPError, OSError) as error:
+            print(f"aipolicy cannot run: the permission check failed: {error}", file=sys.stderr)
+            return CANNOT_RUN
+        if denied:
+            print(permissions.missing_message(denied, permissions.who_am_i()), file=sys.stderr)
+            return CANNOT_RUN
+
+    async def main() -> int:
         tasks = []
         if metrics_port:
             tasks.append(asyncio.create_task(serve_metrics(metrics_port, metrics_host)))
-        try:
-            await kopf.operator(
+        campaign = asyncio.create_task(election.run()) if election else None
+        operator = asyncio.create_task(
+            kopf.operator(
                 namespaces=namespace,
                 clusterwide=not namespace,
                 standalone=peering is None,
@@ -43,9 +86,26 @@ def run_operator(
                 priority=priority,
                 memo=memo,
             )
+        )
+        try:
+            waited = [operator] + ([campaign] if campaign else [])
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            if campaign is not None and campaign.done():
+                # the campaign only ends on a fault no retry can mend: without it this
+                # replica would stand by forever, so stop
+                error = campaign.exception()
+                print(f"aipolicy cannot run: {error}", file=sys.stderr)
+                return CANNOT_RUN
+            await operator
+            return 0
         finally:
-            for task in tasks:
+            if campaign is not None:
+                # no renewal may race the release, nor re-acquire the Lease after it
+                campaign.cancel()
+                await asyncio.gather(campaign, return_exceptions=True)
+            if election is not None:
+                await election.release()  # stop acting first, then hand the Lease over
+            for task in [*tasks, operator]:
                 task.cancel()
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())

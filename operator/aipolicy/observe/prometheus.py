@@ -121,7 +121,7 @@ class QueryCache:
         except Exception as error:  # the client raises requests' and its own errors
             self._failed()
             logger.warning("Prometheus query failed: %s: %s", query, error)
-            return GroupedResult({}, Unavailable("QueryError", _short(error)))
+            return GroupedResult({}, Unavailable("QueryError", _short(error, self.url)))
         if _is_scalar(series):
             return GroupedResult(
                 {}, Unavailable("Ambiguous", f"{query} is a scalar; it must give one series per service")
@@ -154,7 +154,7 @@ class QueryCache:
             series = await asyncio.to_thread(self._client.custom_query, query, params)
         except Exception as error:
             self._failed()
-            return Unavailable("QueryError", _short(error))
+            return Unavailable("QueryError", _short(error, self.url))
         if _is_scalar(series):  # a scalar result (`0/0`, `scalar(...)`): [time, "value"]
             value = float(series[1])
         elif not series:
@@ -173,13 +173,16 @@ def _is_scalar(result: Any) -> bool:
     return isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict)
 
 
-def _short(error: BaseException) -> str:
+def _short(error: BaseException, url: str | None = None) -> str:
     # Prometheus says what is wrong with a query in the JSON body's "error" ("parse error:
     # unclosed left parenthesis"); the client wraps the whole body in bytes' repr.
     said = re.search(r'"error":"(.*?)"\}', str(error))
     if said:
         return "Prometheus refused the query: " + re.sub(r'\\+"', '"', said.group(1))
-    # without object addresses ("<... object at 0x7f...>"): the message goes into status, and a
-    # text that changes on every failure would rewrite status on every tick of an outage
-    text = re.sub(r" at 0x[0-9a-f]+", "", f"{type(error).__name__}: {error}")
+    # Anything else is the connection: name the URL first (a wrong --prometheus-url is the
+    # usual cause, and the client's own text buries it in a request line). Without object
+    # addresses ("<... object at 0x7f...>"): the message goes into status, and a text that
+    # changes on every failure would rewrite status on every tick of an outage.
+    said_by = f"Prometheus at {url} did not answer: " if url else ""
+    text = re.sub(r" at 0x[0-9a-f]+", "", f"{said_by}{type(error).__name__}: {error}")
     return text if len(text) < 300 else text[:297] + "..."
