@@ -20,13 +20,14 @@ from aipolicy.api.common import (
     TimeZone,
     cel_time_zone_rule,
 )
+from aipolicy.api.slo import ServingSlo, SloStatus
 
 KIND = "InferenceService"
 PLURAL = "inferenceservices"
 SHORT_NAMES = ("aisvc",)
 
 Mode = Literal["Normal", "Degraded", "Fallback", "Suspended"]
-MetricType = Literal["QueueDepth", "RequestsInFlight", "TokensPerSecond", "Latency", "PromQL"]
+MetricType = Literal["QueueDepth", "RequestsInFlight", "TokensPerSecond", "Latency", "PromQL", "SLO"]
 
 
 class GPU(ApiModel):
@@ -147,7 +148,7 @@ class ScalingMetric(ApiModel):
     """The signal autoscaling follows, and its target per replica."""
 
     type: MetricType = "QueueDepth"
-    """QueueDepth (waiting requests per replica), RequestsInFlight (running per replica), TokensPerSecond (generated per replica), Latency (a percentile, in seconds), or PromQL (query)."""
+    """QueueDepth (waiting requests per replica), RequestsInFlight (running per replica), TokensPerSecond (generated per replica), Latency (a percentile, in seconds), PromQL (query), or SLO (replicas sized for scaling.slo through a calibrated serving model; target unused)."""
     target: float = Field(default=4, gt=0, le=1e9)
     """The value per replica that scaling aims at (for Latency: seconds)."""
     percentile: float = Field(default=0.95, gt=0, lt=1)
@@ -211,6 +212,8 @@ class Scaling(ApiModel):
     """What to do when the metric is missing: hold the last decision (default), or go to min or max."""
     evaluation_interval: Duration = "15s"
     """How often scaling is decided."""
+    slo: ServingSlo | None = None
+    """With metric.type SLO: the latency objective replicas are sized for."""
 
     cel_rules = (
         (
@@ -228,6 +231,10 @@ class Scaling(ApiModel):
         (
             "self.prewarm.all(p, self.prewarm.exists_one(q, q.name == p.name))",
             "prewarm names must be unique",
+        ),
+        (
+            "self.metric.type != 'SLO' || has(self.slo)",
+            "slo is required when metric.type is SLO",
         ),
     )
 
@@ -330,6 +337,8 @@ class InferenceServiceStatus(ApiStatus):
     """Recent recommendations within the stabilization windows (so a restart loses none)."""
     active_prewarm: str = ""
     """The pre-warm schedule in force, if any."""
+    slo: SloStatus | None = None
+    """What SLO sizing remembers (its forecast), with metric.type SLO."""
     decisions: list[ScalingDecisionRecord] = Field(default_factory=list)
     """The last five scaling decisions, newest last."""
     conditions: list[Condition] = Field(default_factory=list)
