@@ -64,7 +64,9 @@ def main() -> int:
     parser.add_argument("--write", type=Path, help="file to write (default: print)")
     parser.add_argument("--cluster", action="store_true", help="also run the live-cluster benchmarks")
     args = parser.parse_args()
-    sections = [f"# Benchmarks\n\nMachine: {_machine()}.", core_section()]
+    from bench.whatif import run_all, section
+
+    sections = [f"# Benchmarks\n\nMachine: {_machine()}.", core_section(), section(run_all())]
     if args.cluster:
         from bench.cluster import cluster_sections
 

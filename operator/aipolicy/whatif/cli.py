@@ -31,7 +31,8 @@ from aipolicy.whatif.traces import Trace, TraceError, load
 __all__ = ["Case", "build_parser", "main", "sweep"]
 
 HPA_GRID: tuple[tuple[str, float], ...] = (
-    ("RequestsInFlight", 8), ("RequestsInFlight", 16), ("RequestsInFlight", 24), ("RequestsInFlight", 32),
+    ("RequestsInFlight", 4), ("RequestsInFlight", 8), ("RequestsInFlight", 16), ("RequestsInFlight", 24),
+    ("RequestsInFlight", 32),
     ("RequestsInFlight", 48), ("RequestsInFlight", 64), ("RequestsInFlight", 96),
     ("QueueDepth", 1), ("QueueDepth", 2), ("QueueDepth", 4), ("QueueDepth", 8),
 )  # fmt: skip

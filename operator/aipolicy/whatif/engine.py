@@ -111,6 +111,7 @@ class Replica:
         self.t = ready_at  # the replica's own clock; it may run one step ahead of the cluster's
         self.steps = 0.0  # decode steps so far (fractional inside a decode-only stretch)
         self.waiting: deque[Request] = deque()
+        self.waiting_prompt = 0  # prompt tokens of the waiting requests (the gateway's view)
         self.prefilling: deque[Request] = deque()
         self.prefill_backlog = 0
         self.decoding: list[tuple[float, int, Request]] = []  # (finish step, serial, request)
@@ -146,6 +147,7 @@ class Replica:
     def enqueue(self, req: Request, now: float) -> None:
         req.queued_at = now
         self.waiting.append(req)
+        self.waiting_prompt += req.todo_prompt
 
     def _finish(self, req: Request, at: float, failed: bool) -> None:
         req.done_at = at
@@ -165,10 +167,12 @@ class Replica:
             head = self.waiting[0]
             if head.first_token_at is None and self.t - head.arrival > self.timeout_s:
                 self.waiting.popleft()
+                self.waiting_prompt -= head.todo_prompt
                 self._finish(head, head.arrival + self.timeout_s, failed=True)
                 continue
             if head.todo_prompt > p.kv_tokens:
                 self.waiting.popleft()  # vLLM refuses a prompt longer than the cache holds
+                self.waiting_prompt -= head.todo_prompt
                 self._finish(head, self.t, failed=True)
                 continue
             if self.admission_held and self.decoding:
@@ -180,6 +184,7 @@ class Replica:
             if self.running >= p.max_num_seqs or self.kv_used() + head.todo_prompt > p.kv_tokens:
                 return
             self.waiting.popleft()
+            self.waiting_prompt -= head.todo_prompt
             self.prefilling.append(head)
             self.prefill_backlog += head.todo_prompt
             head.reserved = head.todo_prompt
@@ -230,6 +235,7 @@ class Replica:
         req.todo_output = max(1, req.todo_output - done_now)
         req.todo_prompt = req.prompt + generated_before + done_now  # recompute everything held
         self.waiting.appendleft(req)
+        self.waiting_prompt += req.todo_prompt
         self.preemptions += 1
         self.admission_held = True
 
@@ -384,6 +390,7 @@ class Cluster:
                 r.draining = True
                 for req in list(r.waiting):  # not started: back to the front door, re-routed
                     r.waiting.remove(req)
+                    r.waiting_prompt -= req.todo_prompt
                     self.frontdoor.append(req)
         self.retire(now)
 

@@ -274,7 +274,7 @@ def _overflow_callback(
         loads = []
         for r in cluster.ready(req.arrival):
             r.advance(req.arrival)
-            queued = r.prefill_backlog + sum(w.todo_prompt for w in r.waiting)
+            queued = r.prefill_backlog + r.waiting_prompt
             loads.append(ReplicaLoad(queued, len(r.decoding)))
         if not overflow(slo, profile, loads, req.prompt):
             return False

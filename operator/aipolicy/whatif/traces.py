@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["FORMATS", "Trace", "TraceError", "load", "parse"]
+__all__ = ["FORMATS", "Trace", "TraceError", "load", "parse", "synthetic"]
 
 FORMATS: dict[str, tuple[str, str, str]] = {
     "azure": ("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
@@ -138,3 +138,56 @@ def load(path: str | Path) -> Trace:
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise TraceError(f"{p}: cannot read: {exc}") from None
     return parse(text, str(p))
+
+
+def synthetic(
+    *,
+    hours: float,
+    mean_rate: float,
+    period_s: float,
+    amplitude: float,
+    burst_every_s: float,
+    burst_factor: float,
+    sizes: Trace,
+    seed: int,
+    start: datetime,
+) -> Trace:
+    """Diurnal plus bursts: a Poisson stream whose rate is ``mean * (1 + amplitude * sin)`` over
+    ``period_s``, with one-second bursts at ``burst_factor`` times the mean rate arriving as a
+    Poisson process (one every ``burst_every_s`` on average). Sizes are drawn from ``sizes``."""
+    import random
+
+    rng = random.Random(seed)
+    end = hours * 3600.0
+    peak = mean_rate * (1 + amplitude)
+    times: list[float] = []
+    t = 0.0
+    while True:  # thinning of a Poisson process at the peak rate
+        t += rng.expovariate(peak)
+        if t >= end:
+            break
+        rate = mean_rate * (1 + amplitude * math.sin(2 * math.pi * t / period_s))
+        if rng.random() * peak < rate:
+            times.append(t)
+    b = 0.0
+    while True:
+        b += rng.expovariate(1 / burst_every_s)
+        if b >= end - 1:
+            break
+        k = 0.0
+        while True:  # burst_factor x mean for one second
+            k += rng.expovariate(mean_rate * burst_factor)
+            if k >= 1.0:
+                break
+            times.append(b + k)
+    times.sort()
+    picks = [rng.randrange(len(sizes)) for _ in times]
+    first = times[0]
+    return Trace(
+        tuple(x - first for x in times),
+        tuple(sizes.prompt_tokens[i] for i in picks),
+        tuple(sizes.output_tokens[i] for i in picks),
+        start,
+        f"synthetic(diurnal {period_s / 3600:g} h x{1 + amplitude:g}, bursts {burst_factor:g}x mean every "
+        f"{burst_every_s:g} s, seed {seed})",
+    )

@@ -139,3 +139,26 @@ def test_cli_refuses_a_manifest_the_operator_refuses(
     code = aipolicy_main(["simulate", "-f", str(bad), "--trace", str(_small_trace(tmp_path))])
     assert code == 2
     assert "spec.scaling.maxReplicas: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
+def test_cli_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "run.png"
+    args = ["simulate", "-f", str(SAMPLES), "--trace", str(_small_trace(tmp_path))]
+    code = aipolicy_main([*args, "--service", "team-a/llama-8b", "--no-baselines", "--plot", str(png)])
+    capsys.readouterr()
+    assert code == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_synthetic_traffic_has_its_bursts() -> None:
+    from aipolicy.whatif.traces import synthetic
+
+    sizes = Trace((0.0,), (100,), (10,), START, "one")
+    t = synthetic(hours=1, mean_rate=2.0, period_s=3600, amplitude=0.5, burst_every_s=600,
+                  burst_factor=25, sizes=sizes, seed=1, start=START)  # fmt: skip
+    per_second: dict[int, int] = {}
+    for a in t.arrivals:
+        per_second[int(a)] = per_second.get(int(a), 0) + 1
+    assert max(per_second.values()) >= 25  # a one-second burst at 25x the mean of 2/s
+    assert 0.7 * 7200 < len(t) < 1.5 * 7200
