@@ -19,12 +19,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
+from aipolicy.api.common import parse_duration
 from aipolicy.api.inferenceservice import InferenceService, Scaling, ScalingMetric
 from aipolicy.api.slo import ServingSlo, SloOverflow
 from aipolicy.policy.serving import PROFILES, LoadShape, ServingProfile, profile_for, sustainable_rate
 from aipolicy.whatif import report
 from aipolicy.whatif.baselines import Hpa, Keda
 from aipolicy.whatif.manifests import ManifestError, Manifests, load_manifests
+from aipolicy.whatif.prometheus import fetch_trace
 from aipolicy.whatif.run import ApiPrices, Autoscaler, HpaScaler, OperatorScaler, RunResult, StaticScaler, run
 from aipolicy.whatif.traces import Trace, TraceError, load
 
@@ -279,7 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         manifests = load_manifests(args.filename)
-        trace = load(args.trace)
+        if args.from_prometheus:
+            if not args.service:
+                raise ManifestError("--from-prometheus needs --service NAMESPACE/NAME")
+            trace = fetch_trace(args.from_prometheus, args.service, parse_duration(args.since))
+        else:
+            trace = load(args.trace)
         services = [s for s in manifests.services if s.spec.serving is not None]
         if args.service:
             services = [s for s in services if f"{s.metadata.namespace}/{s.metadata.name}" == args.service]

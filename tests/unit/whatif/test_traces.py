@@ -55,3 +55,24 @@ def test_shared_azure_trace_loads() -> None:
     t = load(AZURE)
     assert len(t) == 19366
     assert 3400 < t.duration < 3600
+
+
+def test_trace_from_recorded_counts_keeps_counts_and_tokens() -> None:
+    from aipolicy.whatif.prometheus import trace_from_counts
+
+    # three 15 s steps: 3 requests (3000 in, 300 out), none, 1.5 + 1.5 requests (carry)
+    samples = [(1015.0, 3, 3000, 300), (1030.0, 0, 0, 0), (1045.0, 1.5, 600, 60), (1060.0, 1.5, 600, 60)]
+    t = trace_from_counts(samples, 15, "prom")
+    assert len(t) == 6
+    assert sum(t.prompt_tokens) == 3000 + 3 * 400
+    assert t.arrivals[:3] == (0.0, 5.0, 10.0)  # spread over the step
+    assert t.start == datetime.fromtimestamp(1002.5, UTC)
+
+
+def test_no_recorded_requests_is_refused_not_simulated() -> None:
+    from aipolicy.whatif.prometheus import trace_from_counts
+
+    with pytest.raises(TraceError, match="no data"):
+        trace_from_counts([(1015.0, 0, 0, 0)], 15, "prom")
+    with pytest.raises(TraceError, match="no data"):
+        trace_from_counts([], 15, "prom")
