@@ -256,13 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="manifest file or directory (repeatable), as for kubectl apply -f",
     )
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--trace",
         type=Path,
-        required=True,
         help="trace CSV: Azure (TIMESTAMP,ContextTokens,GeneratedTokens) or generic "
         "(timestamp,prompt_tokens,output_tokens); .gz ok",
     )
+    source.add_argument(
+        "--from-prometheus",
+        metavar="URL",
+        help="rebuild the trace from the service's recorded metrics (needs --service)",
+    )
+    parser.add_argument("--since", default="24h", help="with --from-prometheus: how far back")
     parser.add_argument("--service", help="simulate only NAMESPACE/NAME")
     parser.add_argument("--sweep", action="store_true", help="sweep each family for its cheapest config")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false")

@@ -162,3 +162,11 @@ def test_synthetic_traffic_has_its_bursts() -> None:
         per_second[int(a)] = per_second.get(int(a), 0) + 1
     assert max(per_second.values()) >= 25  # a one-second burst at 25x the mean of 2/s
     assert 0.7 * 7200 < len(t) < 1.5 * 7200
+
+
+def test_cli_from_prometheus_needs_a_service_and_an_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["simulate", "-f", str(SAMPLES), "--from-prometheus", "http://127.0.0.1:1"]
+    assert aipolicy_main(args) == 2
+    assert "--from-prometheus needs --service NAMESPACE/NAME" in capsys.readouterr().err
+    assert aipolicy_main([*args, "--service", "team-a/llama-8b", "--since", "1h"]) == 2
+    assert "Prometheus did not answer" in capsys.readouterr().err
