@@ -132,3 +132,18 @@ def test_missing_load_or_profile_is_an_unavailable_metric() -> None:
     assert (d.desired, d.reason, d.metrics_available) == (3, "MetricsUnavailable", False)
     d = decide_replicas(scaling, _obs(T0, 3, _load(5.0)), ScalingMemory(), profile=None)
     assert not d.metrics_available
+
+
+def test_a_saturated_kv_cache_overflows() -> None:
+    slo = ServingSlo(ttft_p95=2.0, overflow=SloOverflow(inference_service="api"))
+    assert overflow(slo, A100, [ReplicaLoad(0, 10, kv_usage=0.85)], 1000)
+    assert not overflow(slo, A100, [ReplicaLoad(0, 10, kv_usage=0.85), ReplicaLoad(0, 10, 0.5)], 1000)
+
+
+def test_the_kv_cache_bounds_the_sustainable_rate() -> None:
+    shape = LoadShape(4000, 1000)
+    roomy = sustainable_rate(A100, shape, 30.0)
+    from dataclasses import replace
+
+    cramped = sustainable_rate(replace(A100, kv_tokens=40_000), shape, 30.0)
+    assert 0 < cramped < roomy

@@ -43,6 +43,9 @@ __all__ = [
 
 # Backlog (waiting requests) is planned to be cleared within this many seconds.
 BACKLOG_CLEAR_S = 60.0
+# A replica whose KV cache is this full counts as saturated (the inference gateway's and
+# llm-d's default kvCacheUtilThreshold, serving-anchors §9).
+KV_SATURATED = 0.8
 # Assumed coefficient of variation of prompt sizes: metrics give means only (Azure traces ~1).
 PROMPT_CV = 1.0
 
@@ -143,14 +146,17 @@ class ReplicaLoad:
 
     prompt_tokens_queued: float
     decoding: int
+    kv_usage: float = 0.0
+    """Share of the KV cache in use (vllm:kv_cache_usage_perc)."""
 
 
 def overflow(
     slo: ServingSlo, profile: ServingProfile, replicas: Sequence[ReplicaLoad], prompt_tokens: int
 ) -> bool:
-    """Whether a request should go to the overflow provider: no Ready replica, or on the
-    least-loaded one its predicted time to first token (the prompt tokens ahead of it and its
-    own, at the prefill rate the decodes leave, plus one step) exceeds the budget."""
+    """Whether a request should go to the overflow provider: when no Ready replica is
+    unsaturated (KV cache below 80 %), or when on the least-loaded one its predicted time to
+    first token (the prompt tokens ahead of it and its own, at the prefill rate the decodes
+    leave, plus one step) exceeds the budget."""
     if slo.overflow is None:
         return False
     if not replicas:
@@ -158,6 +164,8 @@ def overflow(
     budget = slo.overflow.ttft_budget * slo.ttft_p95
     best = math.inf
     for r in replicas:
+        if r.kv_usage >= KV_SATURATED:
+            continue  # a full cache makes new requests wait for decodes to finish
         step = profile.alpha_s + profile.beta_s * r.decoding
         share = min(0.95, step / (step + profile.max_batched_tokens / profile.prefill_tokens_per_s))
         rate = profile.prefill_tokens_per_s * (1 - share)

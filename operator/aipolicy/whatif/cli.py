@@ -62,13 +62,18 @@ class Case:
         return serving.gpu.count if serving is not None and serving.gpu.count > 0 else 1
 
     def run(
-        self, scaler: Autoscaler, *, first_decision_s: float = 0.0, slo: ServingSlo | None = None
+        self,
+        scaler: Autoscaler,
+        *,
+        first_decision_s: float = 0.0,
+        slo: ServingSlo | None = None,
+        initial: int | None = None,
     ) -> RunResult:
         return run(
             self.trace,
             self.profile,
             scaler,
-            initial=self.initial,
+            initial=self.initial if initial is None else initial,
             cold_start_median_s=self.cold_start_s,
             timeout_s=self.timeout_s,
             gpus_per_replica=self.gpus,
@@ -109,7 +114,7 @@ def static_search(case: Case, limit: int) -> tuple[RunResult, report.Summary] | 
 
     def attempt(n: int) -> bool:
         if n not in tried:
-            result = case.run(StaticScaler(n))
+            result = case.run(StaticScaler(n), initial=n)  # provisioned: all n are up from the start
             tried[n] = (result, case.summary(result))
         return tried[n][1].meets_slo
 
@@ -158,15 +163,19 @@ def sweep(
 
 
 def _initial(profile: ServingProfile, trace: Trace, scaling: Scaling, slo_s: float) -> int:
-    """Replicas Ready at the start, for every policy alike: what the model says the first
-    minute's load needs at the SLO, within [max(minReplicas, 1), maxReplicas]."""
-    first = [i for i, a in enumerate(trace.arrivals) if a < 60.0]
+    """Replicas Ready at the start, for every autoscaler alike: what the model says the busiest
+    15 s of the first two minutes needs at the SLO, within [max(minReplicas, 1), maxReplicas]."""
+    first = [i for i, a in enumerate(trace.arrivals) if a < 120.0]
     if not first:
         return max(scaling.min_replicas, 1)
     prompt = sum(trace.prompt_tokens[i] for i in first) / len(first)
     output = sum(trace.output_tokens[i] for i in first) / len(first)
-    per_replica = sustainable_rate(profile, LoadShape(prompt, output), slo_s)
-    need = math.ceil(len(first) / 60.0 / per_replica) if per_replica > 0 else scaling.max_replicas
+    per_window: dict[int, int] = {}
+    for i in first:
+        per_window[int(trace.arrivals[i] // 15)] = per_window.get(int(trace.arrivals[i] // 15), 0) + 1
+    busiest = max(per_window.values()) / 15.0
+    per_replica = sustainable_rate(profile, LoadShape(prompt, output), slo_s) * 0.9
+    need = math.ceil(busiest / per_replica) if per_replica > 0 else scaling.max_replicas
     return min(max(need, scaling.min_replicas, 1), scaling.max_replicas)
 
 

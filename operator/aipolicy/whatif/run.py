@@ -119,7 +119,11 @@ class OperatorScaler:
         self.start = start
         self.interval_s = parse_duration(self.scaling.evaluation_interval).total_seconds()
         self.label = f"aipolicy ({self.scaling.metric.type})"
-        self.status = InferenceServiceStatus(desired_replicas=initial)
+        # The run starts with the service already running at `initial` (as every autoscaler
+        # here does): its status holds that decision, as the HPA seeds its window.
+        self.status = InferenceServiceStatus(
+            desired_replicas=initial, recommendations=[Recommendation(time=start, replicas=initial)]
+        )
         self.window_s = parse_duration(self.scaling.metric.window).total_seconds()
 
     def first_decision(self) -> float:
@@ -275,7 +279,7 @@ def _overflow_callback(
         for r in cluster.ready(req.arrival):
             r.advance(req.arrival)
             queued = r.prefill_backlog + r.waiting_prompt
-            loads.append(ReplicaLoad(queued, len(r.decoding)))
+            loads.append(ReplicaLoad(queued, len(r.decoding), r.kv_used() / r.p.kv_tokens))
         if not overflow(slo, profile, loads, req.prompt):
             return False
         ttft = prices.base_latency_s + req.prompt / prices.input_tokens_per_s
