@@ -307,10 +307,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             services = [s for s in services if f"{s.metadata.namespace}/{s.metadata.name}" == args.service]
             if not services:
                 raise ManifestError(f"no self-hosted InferenceService {args.service} in the manifests")
-        cases = [_case(s, manifests, trace, args) for s in services]
     except (ManifestError, TraceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    cases: list[Case] = []
+    skipped: list[str] = []
+    for isvc in services:
+        try:
+            cases.append(_case(isvc, manifests, trace, args))
+        except (ManifestError, ValueError) as exc:
+            if args.service:  # the one service asked for: an error
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            skipped.append(f"{isvc.metadata.namespace}/{isvc.metadata.name}: {exc}")
     out: list[dict[str, object]] = []
     all_results: list[RunResult] = []
     for case in cases:
@@ -334,9 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output == "json":
         import json
 
-        print(json.dumps({"services": out, "ignored": list(manifests.others)}, indent=2))
-    elif manifests.others:
-        print(f"not simulated: {', '.join(manifests.others)}")
+        print(json.dumps({"services": out, "ignored": list(manifests.others), "skipped": skipped}, indent=2))
+    else:
+        for line in skipped:
+            print(f"skipped {line}")
+        if manifests.others:
+            print(f"not simulated: {', '.join(manifests.others)}")
     if args.plot and all_results:
         report.plot(all_results, args.plot, cases[0].ttft_slo_s)
         print(f"wrote {args.plot}", file=sys.stderr)
