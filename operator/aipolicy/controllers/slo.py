@@ -13,23 +13,12 @@ from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
 from aipolicy.policy.observations import Unavailable, Value
 from aipolicy.policy.scaling import ScalingDecision, ScalingMemory
-from aipolicy.policy.serving import PROFILES, ServingProfile, profile_for
+from aipolicy.policy.serving import serving_profile
 from aipolicy.policy.slo import ServiceLoad, SloMemory
 
+__all__ = ["observe_load", "serving_profile", "with_slo_memory", "write_slo_memory"]
+
 Key = tuple[str, str]
-
-
-def serving_profile(isvc: InferenceService) -> ServingProfile | None:
-    """scaling.slo.profile, else the one for the model and GPU product; None if none fits."""
-    slo, serving = isvc.spec.scaling.slo, isvc.spec.serving
-    if slo is not None and slo.profile:
-        return PROFILES[slo.profile]
-    if serving is None:
-        return None
-    try:
-        return profile_for(isvc.spec.model, serving.gpu.product, serving.gpu.count)[0]
-    except ValueError:
-        return None
 
 
 async def observe_load(

@@ -22,6 +22,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aipolicy.api.inferenceservice import InferenceService
 
 __all__ = [
     "PROFILES",
@@ -29,6 +33,7 @@ __all__ = [
     "ServingProfile",
     "predicted_ttft_p95",
     "profile_for",
+    "serving_profile",
     "sustainable_rate",
 ]
 
@@ -113,6 +118,20 @@ def _gpu_of(product: str | None) -> str:
 def _size_of(model: str) -> float | None:
     found = re.findall(r"(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])", model)
     return float(found[-1]) if found else None
+
+
+def serving_profile(isvc: InferenceService) -> ServingProfile | None:
+    """What the SLO policy sizes for: scaling.slo.profile, else the profile for the model and GPU
+    product (:func:`profile_for`); None for an API-backed service or when none fits."""
+    slo, serving = isvc.spec.scaling.slo, isvc.spec.serving
+    if slo is not None and slo.profile:
+        return PROFILES[slo.profile]
+    if serving is None:
+        return None
+    try:
+        return profile_for(isvc.spec.model, serving.gpu.product, serving.gpu.count)[0]
+    except ValueError:
+        return None
 
 
 def profile_for(model: str, gpu_product: str | None, gpus: int) -> tuple[ServingProfile, str]:

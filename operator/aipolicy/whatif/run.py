@@ -34,7 +34,7 @@ from aipolicy.api.inferenceservice import (
 from aipolicy.api.slo import ServingSlo, SloStatus
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import ScalingMemory, ScalingObservation, decide_replicas
-from aipolicy.policy.serving import ServingProfile
+from aipolicy.policy.serving import ServingProfile, serving_profile
 from aipolicy.policy.slo import ReplicaLoad, ServiceLoad, SloMemory, overflow
 from aipolicy.whatif.baselines import Hpa, Keda
 from aipolicy.whatif.engine import Cluster, Request, Scrape
@@ -171,7 +171,10 @@ class OperatorScaler:
             activity=activity,
             load=observe_load(cluster, now, self.window_s) if self.scaling.metric.type == "SLO" else None,
         )
-        decision = decide_replicas(self.scaling, obs, _scaling_memory(self.status), profile=self.profile)
+        # the policy sizes for the spec's profile, as the controller does; the serving model
+        # may run another (aipolicy simulate --profile)
+        policy_profile = serving_profile(self.isvc) or self.profile
+        decision = decide_replicas(self.scaling, obs, _scaling_memory(self.status), profile=policy_profile)
         # what the controller writes to status (controllers/inferenceservice.py _reconcile_serving)
         status = self.status
         status.recommendations = [
@@ -305,9 +308,10 @@ def run(
     first_decision_s: float = 0.0,
     overflow_to: tuple[ServingSlo, ApiPrices] | None = None,
     drain_limit_s: float = 3600.0,
+    horizon_s: float | None = None,
 ) -> RunResult:
     """Replay ``trace`` against ``scaler`` (see the module docstring); ``initial`` replicas are
-    Ready at the start."""
+    Ready at the start; with ``horizon_s`` the run goes on (idle) until then."""
     callback = _overflow_callback(overflow_to[0], profile, overflow_to[1]) if overflow_to else None
     cluster = Cluster(
         profile,
@@ -358,6 +362,9 @@ def run(
             break
     last_done = max((r.done_at for r in cluster.done if r.done_at is not None), default=end)
     end = max(trace.duration, min(end, last_done))
+    if horizon_s is not None and horizon_s > end:  # keep deciding on an idle service
+        tick(horizon_s)
+        end = horizon_s
     gpu_seconds = sum((r.removed if r.removed is not None else end) - r.created for r in cluster.replicas)
     return RunResult(
         scaler.label, cluster.done, gpu_seconds, gpus_per_replica, changes, timeline, end, trace.start,
