@@ -30,7 +30,7 @@ from aipolicy.whatif.prometheus import fetch_trace
 from aipolicy.whatif.run import ApiPrices, Autoscaler, HpaScaler, OperatorScaler, RunResult, StaticScaler, run
 from aipolicy.whatif.traces import Trace, TraceError, load
 
-__all__ = ["Case", "build_parser", "main", "sweep"]
+__all__ = ["Case", "build_parser", "hpa_scaler", "initial_replicas", "main", "static_search", "sweep"]
 
 HPA_GRID: tuple[tuple[str, float], ...] = (
     ("RequestsInFlight", 4), ("RequestsInFlight", 8), ("RequestsInFlight", 16), ("RequestsInFlight", 24),
@@ -133,7 +133,7 @@ def static_search(case: Case, limit: int) -> tuple[RunResult, report.Summary] | 
     return tried[hi]
 
 
-def _hpa(case: Case, metric: str, target: float, keda: bool) -> HpaScaler:
+def hpa_scaler(case: Case, metric: str, target: float, keda: bool) -> HpaScaler:
     scaling = case.isvc.spec.scaling
     low = max(scaling.min_replicas, 1)
     hpa = Hpa(min_replicas=low, max_replicas=scaling.max_replicas, target=target)
@@ -162,7 +162,7 @@ def sweep(
     return best
 
 
-def _initial(profile: ServingProfile, trace: Trace, scaling: Scaling, slo_s: float) -> int:
+def initial_replicas(profile: ServingProfile, trace: Trace, scaling: Scaling, slo_s: float) -> int:
     """Replicas Ready at the start, for every autoscaler alike: what the model says the busiest
     15 s of the first two minutes needs at the SLO, within [max(minReplicas, 1), maxReplicas]."""
     first = [i for i, a in enumerate(trace.arrivals) if a < 120.0]
@@ -225,7 +225,7 @@ def _case(isvc: InferenceService, manifests: Manifests, trace: Trace, args: argp
         seed=args.seed,
         initial=args.initial
         if args.initial is not None
-        else _initial(profile, trace, isvc.spec.scaling, ttft),
+        else initial_replicas(profile, trace, isvc.spec.scaling, ttft),
         overflow=overflow,
         note=note,
     )
@@ -241,13 +241,13 @@ def compare(case: Case, *, baselines: bool, do_sweep: bool) -> list[tuple[RunRes
             rows.append(static)
         metric = case.isvc.spec.scaling.metric
         if do_sweep:
-            rows.append(sweep(case, lambda m, t: _hpa(case, m, t, keda=False), HPA_GRID))
-            rows.append(sweep(case, lambda m, t: _hpa(case, m, t, keda=True), HPA_GRID))
+            rows.append(sweep(case, lambda m, t: hpa_scaler(case, m, t, keda=False), HPA_GRID))
+            rows.append(sweep(case, lambda m, t: hpa_scaler(case, m, t, keda=True), HPA_GRID))
         else:
             same = metric.type in ("QueueDepth", "RequestsInFlight")
             kind, target = (metric.type, metric.target) if same else ("RequestsInFlight", 32.0)
             for keda in (False, True):
-                result = case.run(_hpa(case, kind, target, keda))
+                result = case.run(hpa_scaler(case, kind, target, keda))
                 rows.append((result, case.summary(result)))
     if do_sweep and case.isvc.spec.scaling.metric.type != "SLO":
         provider = case.overflow[0].metadata.name if case.overflow else None

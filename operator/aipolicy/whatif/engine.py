@@ -209,17 +209,16 @@ class Replica:
         self.dec_prompt += held
         self.dec_entered += self.steps
 
-    def _leave_decoding(self, finish: float, req: Request) -> None:
+    def _leave_decoding(self, req: Request) -> None:
         entered = self.entered.pop(req.serial)
         held = req.prompt + (req.output - req.todo_output)
         self.dec_prompt -= held
         self.dec_entered -= entered
-        del finish
 
     def _complete_decodes(self) -> None:
         while self.decoding and self.decoding[0][0] <= self.steps + 1e-9:
-            finish, _, req = heapq.heappop(self.decoding)
-            self._leave_decoding(finish, req)
+            _, _, req = heapq.heappop(self.decoding)
+            self._leave_decoding(req)
             self.admission_held = False
             req.todo_output = 0
             self._finish(req, self.t, failed=False)
@@ -227,11 +226,11 @@ class Replica:
     def _preempt_newest(self) -> None:
         """KV cache full: the latest-admitted decoding sequence goes back to the queue's head."""
         i = max(range(len(self.decoding)), key=lambda k: self.decoding[k][2].serial)
-        finish, _, req = self.decoding.pop(i)
+        _, _, req = self.decoding.pop(i)
         heapq.heapify(self.decoding)
         generated_before = req.output - req.todo_output
         done_now = int(self.steps - self.entered[req.serial])
-        self._leave_decoding(finish, req)
+        self._leave_decoding(req)
         req.todo_output = max(1, req.todo_output - done_now)
         req.todo_prompt = req.prompt + generated_before + done_now  # recompute everything held
         self.waiting.appendleft(req)

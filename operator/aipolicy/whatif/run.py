@@ -101,9 +101,7 @@ def observe_load(cluster: Cluster, at: float, window_s: float) -> ServiceLoad | 
         prompt = last.prompt_tokens / last.first_tokens
         output = last.generation_tokens / last.succeeded
     else:
-        prompt, output = 1000.0, 200.0
-        if arrivals > 0 or last.frontdoor_waiting > 0:
-            prompt, output = 1000.0, 200.0  # nothing served yet: a typical chat request
+        prompt, output = 1000.0, 200.0  # nothing served yet: a typical chat request
     return ServiceLoad(arrivals, prompt, output, float(last.waiting + last.frontdoor_waiting))
 
 
