@@ -27,6 +27,14 @@ def _faster(trace: Trace, k: float) -> Trace:
 
 
 def main(only: list[str]) -> int:
+    for line in run_cases(only):
+        print(line, flush=True)
+    return 0
+
+
+def run_cases(only: list[str] | None = None) -> list[str]:
+    """One line per held-out case: SLO met, cost, and cost against the smallest static count."""
+    lines: list[str] = []
     azure = _azure()
     start = datetime(2026, 1, 7, tzinfo=UTC)
     seed2 = synthetic(hours=3, mean_rate=8.0, period_s=5400, amplitude=0.5, burst_every_s=300,
@@ -60,13 +68,12 @@ def main(only: list[str]) -> int:
         static = static_search(case, 40)
         versus = f"{static[1].label} ${static[1].total_cost}" if static else "none met the SLO"
         ratio = f"{ours.total_cost / static[1].total_cost:.2f}" if static else "-"
-        print(
-            f"{name}: SLO met {ours.meets_slo} ({ours.slo_violating_minutes} violating minutes, "
-            f"{ours.failed} failed), ${ours.total_cost} ({ours.api_requests} to the API); "
-            f"static: {versus}; ratio {ratio}",
-            flush=True,
+        lines.append(
+            f"{name}: SLO met {'yes' if ours.meets_slo else 'NO'} ({ours.slo_violating_minutes} violating "
+            f"minutes, {ours.failed} failed), ${ours.total_cost} ({ours.api_requests} requests to the API); "
+            f"static: {versus}; ratio to static {ratio}"
         )
-    return 0
+    return lines
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ jumps from one completion to the next (every step of such a stretch has the same
 the slowly growing context), which is what makes an hour of traffic cost about a second.
 
 :class:`Cluster` is the Deployment and Service in front of the replicas: cold starts drawn from a
-lognormal distribution, routing to the replica with the fewest outstanding requests, draining
+lognormal distribution, routing by least request over two random choices (Envoy's default), draining
 on scale-down, a front door that holds requests while no replica is Ready, and the counters
 and gauges the replicas export, scraped every ``scrape_interval_s`` as Prometheus would.
 """
@@ -336,6 +336,7 @@ class Cluster:
         self.cold_start_cv = cold_start_cv
         self.timeout_s = timeout_s
         self.rng = random.Random(seed)
+        self.route_rng = random.Random(seed + 1)
         self.counters = Counters()
         self.replicas: list[Replica] = []  # every replica ever created
         self.live: list[Replica] = []
@@ -416,8 +417,8 @@ class Cluster:
         self.dispatch(arrival)
 
     def dispatch(self, now: float) -> None:
-        """Send what waits at the front door to the Ready replica with the fewest outstanding
-        requests; requests waiting there past the timeout fail."""
+        """Send what waits at the front door to a Ready replica (the less loaded of two drawn at
+        random); requests waiting there past the timeout fail."""
         if not self.frontdoor:
             return
         ready = self.ready(now)
@@ -432,9 +433,12 @@ class Cluster:
             if not ready:
                 return
             self.frontdoor.popleft()
-            best = ready[0]
+            # least request with two random choices, as Envoy's LEAST_REQUEST balancer does by
+            # default (choice_count 2): near least-loaded, and O(1) per request
+            candidates = self.route_rng.sample(ready, 2) if len(ready) > 2 else ready
+            best = candidates[0]
             best.advance(now)
-            for r in ready[1:]:
+            for r in candidates[1:]:
                 r.advance(now)
                 if r.outstanding < best.outstanding:
                     best = r
