@@ -49,7 +49,8 @@ def core_section() -> str:
         "## Simulator: the whole Azure trace offline",
         "",
         "Command: `.venv/bin/python -m bench` (bench/core.py `run_simulator`), the same as",
-        "`aipolicy simulate --policy queue --min 1 --max 8 --gpu-hour-rate 2.50`.",
+        "`python -m aipolicy.sim simulate --replicas 3 --gpu-hour-rate 2.50` (the fleet model the",
+        "live simulator serves; the what-if section below measures `aipolicy simulate`).",
         "",
         "| requests | wall seconds | requests per second | result |",
         "|---:|---:|---:|---|",
@@ -63,7 +64,9 @@ def main() -> int:
     parser.add_argument("--write", type=Path, help="file to write (default: print)")
     parser.add_argument("--cluster", action="store_true", help="also run the live-cluster benchmarks")
     args = parser.parse_args()
-    sections = [f"# Benchmarks\n\nMachine: {_machine()}.", core_section()]
+    from bench.whatif import run_all, section
+
+    sections = [f"# Benchmarks\n\nMachine: {_machine()}.", core_section(), section(run_all())]
     if args.cluster:
         from bench.cluster import cluster_sections
 

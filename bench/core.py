@@ -21,7 +21,7 @@ from aipolicy.policy.fallback import BackendHealth, TriggerObservation, decide_f
 from aipolicy.policy.observations import Value
 from aipolicy.policy.scaling import ScalingMemory, ScalingObservation, decide_replicas
 from aipolicy.policy.spend import ServiceUsage, service_cost
-from aipolicy.sim.offline import TargetQueuePolicy, simulate
+from aipolicy.sim.offline import fixed_replicas, simulate
 from aipolicy.sim.traffic import TraceReplay, load_trace
 
 NOW = datetime(2026, 11, 16, 18, 30, tzinfo=UTC)
@@ -116,12 +116,13 @@ def run_core() -> list[Result]:
 
 
 def run_simulator() -> tuple[float, int, str]:
-    """Seconds to replay the whole trace offline under a queue-target policy."""
+    """Seconds to replay the whole trace through the fleet model at 3 fixed replicas."""
     trace = load_trace()
     start = time.perf_counter()
     report = simulate(
         TraceReplay(trace, speedup=1.0, scale=1.0, seed=0),
-        policy=TargetQueuePolicy(target_queue_per_replica=4, min_replicas=1, max_replicas=8),
+        policy=fixed_replicas(3),
+        initial_replicas=3,
         gpu_hour_rate=Decimal("2.50"),
     )
     return time.perf_counter() - start, len(trace.requests), f"{report.gpu_hours:.3f} GPU-hours"

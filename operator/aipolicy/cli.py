@@ -52,9 +52,9 @@ def namespaces(values: Sequence[str]) -> list[str]:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from aipolicy.sim.__main__ import main as sim_main
+    from aipolicy.whatif.cli import main as whatif_main
 
-    return sim_main(["simulate", *args.sim_args])
+    return whatif_main(args.sim_args)
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     simulate = commands.add_parser(
-        "simulate", help="replay a trace against a scaling policy, offline", add_help=False
+        "simulate", help="what-if: the operator's scaling and baselines on a trace, offline", add_help=False
     )
     simulate.add_argument("sim_args", nargs=argparse.REMAINDER)
     simulate.set_defaults(func=_simulate)

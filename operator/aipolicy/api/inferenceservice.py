@@ -34,13 +34,16 @@ from aipolicy.api.serving import (
     Volume,
     VolumeMount,
 )
+from aipolicy.api.slo import ServingSlo, SloStatus
 
 KIND = "InferenceService"
 PLURAL = "inferenceservices"
 SHORT_NAMES = ("aisvc",)
 
 Mode = Literal["Normal", "Degraded", "Fallback", "Suspended"]
-MetricType = Literal["QueueDepth", "RequestsInFlight", "TokensPerSecond", "KVCacheUsage", "Latency", "PromQL"]
+MetricType = Literal[
+    "QueueDepth", "RequestsInFlight", "TokensPerSecond", "KVCacheUsage", "Latency", "PromQL", "SLO"
+]
 MetricsPreset = Literal["vllm", "vllm-legacy", "sglang", "tgi"]
 """Metric names of a model server (observe/presets.py): current vLLM, older vLLM, SGLang, TGI."""
 
@@ -187,7 +190,7 @@ class ScalingMetric(ApiModel):
     """The signal autoscaling follows, and its target per replica."""
 
     type: MetricType = "QueueDepth"
-    """QueueDepth (waiting requests per replica), RequestsInFlight (running per replica), TokensPerSecond (generated per replica), KVCacheUsage (the KV cache's used fraction per replica), Latency (a percentile, in seconds), or PromQL (query)."""
+    """QueueDepth (waiting requests per replica), RequestsInFlight (running per replica), TokensPerSecond (generated per replica), KVCacheUsage (the KV cache's used fraction per replica), Latency (a percentile, in seconds), PromQL (query), or SLO (replicas sized for scaling.slo through a calibrated serving model; target unused)."""
     target: float = Field(default=4, gt=0, le=1e9)
     """The value per replica that scaling aims at (for Latency: seconds; for KVCacheUsage: a fraction such as 0.8)."""
     percentile: float = Field(default=0.95, gt=0, lt=1)
@@ -253,6 +256,8 @@ class Scaling(ApiModel):
     """How often scaling is decided."""
     enforcement: Enforcement = "Enforce"
     """Enforce sets the Deployment's replicas; DryRun decides and reports (status.desiredReplicas, events) and leaves the replicas as they are (an enforced budget's or fallback policy's degraded cap still applies)."""
+    slo: ServingSlo | None = None
+    """With metric.type SLO: the latency objective replicas are sized for."""
 
     cel_rules = (
         (
@@ -270,6 +275,10 @@ class Scaling(ApiModel):
         (
             "self.prewarm.all(p, self.prewarm.exists_one(q, q.name == p.name))",
             "prewarm names must be unique",
+        ),
+        (
+            "self.metric.type != 'SLO' || has(self.slo)",
+            "slo is required when metric.type is SLO",
         ),
     )
 
@@ -427,6 +436,8 @@ class InferenceServiceStatus(ApiStatus):
     """The pre-warm lead time in use: spec.scaling.coldStartSeconds, or the 90th percentile of coldStarts."""
     cold_start_source: str = ""
     """Where coldStartSeconds comes from: Spec, Measured or Default."""
+    slo: SloStatus | None = None
+    """What SLO sizing remembers (its forecast), with metric.type SLO."""
     decisions: list[ScalingDecisionRecord] = Field(default_factory=list)
     """The last five scaling decisions, newest last."""
     conditions: list[Condition] = Field(default_factory=list)

@@ -29,7 +29,7 @@ from aipolicy.api.inferenceservice import (
     ScalingDecisionRecord,
 )
 from aipolicy.api.reading import InvalidSpec, read
-from aipolicy.controllers import metrics
+from aipolicy.controllers import metrics, slo
 from aipolicy.controllers.events import StatusConditions, report_invalid_spec, status_differs, write_status
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
@@ -506,6 +506,8 @@ async def _reconcile_serving(
     if memo.get(EVALUATED_AT) != at:
         memo[EVALUATED_AT] = at
         metric, demand, activity = await _observe_metric(rt, isvc, key, at, ready_since(pod_list))
+        sized = scaling.metric.type == "SLO"  # sized for scaling.slo (controllers/slo.py)
+        load = await slo.observe_load(rt, isvc, key, at) if sized else None
         decision = decide_replicas(
             scaling,
             ScalingObservation(
@@ -518,11 +520,14 @@ async def _reconcile_serving(
                 demand=demand,
                 activity=activity,
                 cold_start_seconds=lead.seconds,
+                load=load,
             ),
-            _scaling_memory(status),
+            slo.with_slo_memory(_scaling_memory(status), status),
             max_replicas_cap=mode.cap,
             paused=paused,
+            profile=slo.serving_profile(isvc) if sized else None,
         )
+        slo.write_slo_memory(status, decision)
         desired = decision.desired
         status.recommendations = [
             Recommendation(time=t, replicas=r) for t, r in decision.memory.recommendations

@@ -248,3 +248,14 @@ def gpu_hours(window: str, step_seconds: int = 5, resource_name: str = "nvidia.c
     open_left = max(round(parse_duration(window).total_seconds() * 1000) - 1, 1)
     held = gpus_held(resource_name)
     return f"sum_over_time(({held})[{open_left}ms:{step_seconds}s]) * {step_seconds / 3600:.9f}"
+
+
+def slo_load(names: MetricNames, window: str) -> tuple[str, str, str, str]:
+    """For scaling.metric.type SLO, per service: requests finished per second, prompt and
+    generated tokens per second over the window, and requests waiting in the model servers."""
+    return (
+        f"sum by ({BY}) (rate({names.requests_finished}[{window}]))",
+        f"sum by ({BY}) (rate({names.prompt_tokens}[{window}]))",
+        f"sum by ({BY}) (rate({names.generation_tokens}[{window}]))",
+        f"sum by ({BY}) ({names.waiting})",
+    )

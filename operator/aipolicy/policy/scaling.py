@@ -36,7 +36,7 @@ leads to zero replicas.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aipolicy.api.common import parse_duration
@@ -44,6 +44,8 @@ from aipolicy.api.inferenceservice import PrewarmSchedule, Scaling, ScalingMetri
 from aipolicy.policy.coldstart import DEFAULT_COLD_START_SECONDS
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.schedule import prewarm_in_force
+from aipolicy.policy.serving import ServingProfile
+from aipolicy.policy.slo import ServiceLoad, SloMemory, slo_replicas, slo_requirement
 
 # Status must stay small: one entry per distinct recommendation, at most this many. At the
 # default 15 s interval that is over 4 hours of alternating recommendations, far more than a
@@ -79,6 +81,9 @@ class ScalingObservation:
     cold_start_seconds: int | None = None
     """The measured pre-warm lead time (policy/coldstart.lead_time); spec.scaling.coldStartSeconds
     wins when set, and with neither the default of 120 s applies."""
+    load: ServiceLoad | Unavailable | None = None
+    """For metric type SLO: request rate and token sizes over the metric window (the metric
+    reading is then not used)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,8 @@ class ScalingMemory:
     """Since when (first observation) metric load and demand have both been zero."""
     last_desired: int | None = None
     """The last decision, held when the metric goes missing (policy Hold)."""
+    slo: SloMemory = field(default_factory=SloMemory)
+    """For metric type SLO: the forecast's memory (status.slo)."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,7 @@ def _describe(reading: Unavailable) -> str:
 
 
 def recommend(
-    metric: ScalingMetric, value: float, obs: ScalingObservation, tolerance: float
+    metric: ScalingMetric, value: float, obs: ScalingObservation, tolerance: float, detail: str = ""
 ) -> Recommendation:
     """The replicas the load needs, from one metric value (``obs.current_replicas`` > 0).
 
@@ -195,6 +202,8 @@ def recommend(
     more. Since the need depends on the load only, pods that are starting are never asked for
     a second time: a cold start cannot cascade.
 
+    SLO (``value``: the replicas the SLO needs, fractional): see :func:`~aipolicy.policy.slo.slo_replicas`.
+
     Latency (``value`` in seconds, service-wide): ratio = ``observed / target`` applied to the
     replicas that produced it, the ready ones (HPA object metrics): need = ``ceil(ready *
     ratio)``, with the same tolerance band and direction rule. Latency does not say what share
@@ -205,6 +214,12 @@ def recommend(
     current = obs.current_replicas
     target = metric.target
     value = max(value, 0.0)  # a negative PromQL result is no load, not negative replicas
+
+    if metric.type == "SLO":
+        # value: the replicas the SLO needs (fractional), from policy.slo; hysteresis there
+        replicas = slo_replicas(value, current, tolerance)
+        head = f"{detail or 'SLO'}; needs {value:.3g} replicas"
+        return Recommendation(replicas, replicas == current, False, head)
 
     if metric.type == "Latency":
         ready = min(obs.ready_replicas, current)
@@ -402,6 +417,7 @@ def _from_metric(
     history: tuple[tuple[datetime, int], ...],
     idle_since: datetime | None,
     prewarm: PrewarmSchedule | None,
+    detail: str = "",
 ) -> tuple[_Proposal, int]:
     """Above zero with a metric value. Returns the proposal and the raw recommendation to
     remember.
@@ -427,7 +443,7 @@ def _from_metric(
             message += f"; stepping down by at most {scaling.max_scale_down_step} towards 0"
         return _Proposal(replicas, reason, message, True), 0
 
-    rec = recommend(scaling.metric, value, obs, scaling.tolerance)
+    rec = recommend(scaling.metric, value, obs, scaling.tolerance, detail)
     up_window, down_window = _windows(scaling)
     stabilized, note = stabilize(current, rec.replicas, history, now, up_window, down_window)
     replicas = _step(current, stabilized, scaling)
@@ -471,17 +487,23 @@ def decide_replicas(
     *,
     max_replicas_cap: int | None = None,
     paused: bool = False,
+    profile: ServingProfile | None = None,
 ) -> ScalingDecision:
     """Decide the replicas of one InferenceService; see the module docstring for the pipeline.
 
     ``max_replicas_cap`` lowers the ceiling (degraded mode, a budget; 0 suspends) and wins over
     minReplicas and pre-warm. ``paused`` keeps the current replicas. Raises ValueError on a
-    naive ``obs.now``, negative counts or a negative cap.
+    naive ``obs.now``, negative counts or a negative cap. With metric type SLO, ``profile`` is
+    the serving profile of a replica and ``obs.load`` what it is sized from (the metric reading
+    becomes the replicas the SLO needs).
     """
     _validate(obs, max_replicas_cap)
     now = obs.now
     current = obs.current_replicas
-    metric, demand = _usable(obs.metric), _usable(obs.demand)
+    raw_metric, slo_memory, detail = obs.metric, memory.slo, ""
+    if scaling.metric.type == "SLO":
+        raw_metric, slo_memory, detail = _slo_metric(scaling, obs, memory.slo, profile)
+    metric, demand = _usable(raw_metric), _usable(obs.demand)
     lead = cold_start_lead(scaling, obs)
     prewarm = prewarm_in_force(scaling.prewarm, lead, now)
 
@@ -513,6 +535,7 @@ def decide_replicas(
                 last_scale_time=now if desired != current else memory.last_scale_time,
                 idle_since=idle_since,
                 last_desired=desired,
+                slo=slo_memory,
             ),
             metrics_available=not metrics_reason,
             metrics_reason=metrics_reason,
@@ -539,7 +562,7 @@ def decide_replicas(
     elif isinstance(metric, Unavailable):
         proposal = _when_unavailable(scaling, current, metric, memory, what="metric")
     else:
-        proposal, recommended = _from_metric(scaling, obs, metric.value, history, idle_since, prewarm)
+        proposal, recommended = _from_metric(scaling, obs, metric.value, history, idle_since, prewarm, detail)
         history = _record(history, now, recommended)
 
     desired, reason, message = _limit(scaling, obs, proposal, prewarm, max_replicas_cap)
@@ -582,6 +605,25 @@ def applied_replicas(
         return desired
     replicas = current if current is not None else max(min_replicas, 0)
     return replicas if cap is None else min(replicas, cap)
+
+
+def _slo_metric(
+    scaling: Scaling, obs: ScalingObservation, memory: SloMemory, profile: ServingProfile | None
+) -> tuple[Reading, SloMemory, str]:
+    """For metric type SLO: the replicas the SLO needs as the metric value, the forecast's new
+    memory, and the numbers behind it. A missing load or profile is an unavailable metric."""
+    if scaling.slo is None or profile is None:
+        why = "no scaling.slo" if scaling.slo is None else "no serving profile for this model and GPU"
+        return Unavailable("NoData", why), memory, ""
+    if obs.load is None:
+        return Unavailable("NoData", "no request rate and token sizes observed"), memory, ""
+    if isinstance(obs.load, Unavailable):
+        return obs.load, memory, ""
+    lead = cold_start_lead(scaling, obs) + parse_duration(scaling.evaluation_interval).total_seconds()
+    req = slo_requirement(scaling.slo, profile, obs.load, memory, obs.now, lead)
+    if obs.load.requests_per_s <= 0 and obs.load.waiting <= 0 and req.plan_rate <= 0:
+        return Value(0.0), req.memory, req.summary
+    return Value(req.required), req.memory, req.summary
 
 
 def _limit(

@@ -18,7 +18,6 @@ from aipolicy.sim.offline import (
     Observation,
     ScalingPolicy,
     SimulationReport,
-    TargetQueuePolicy,
     fixed_replicas,
     simulate,
 )
@@ -56,7 +55,6 @@ __all__ = [
     "Silence",
     "SimulationReport",
     "Step",
-    "TargetQueuePolicy",
     "Trace",
     "TraceError",
     "TraceReplay",

@@ -12,8 +12,9 @@ serve
 simulate
     Replay a trace against a scaling policy with no cluster and print a cost/latency table::
 
-        python -m aipolicy.sim simulate --speedup 1 --policy queue --min 1 --max 8 \\
-            --cold-start 90 --gpu-hour-rate 2.50 --ttft-slo 2
+        python -m aipolicy.sim simulate --speedup 1 --replicas 3 --gpu-hour-rate 2.50 --ttft-slo 2
+
+    (Scaling policies: ``aipolicy simulate -f <manifests> --trace <csv>``, aipolicy.whatif.)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from aipolicy.sim.config import ConfigError, load_config
 from aipolicy.sim.model import PodCapacity
-from aipolicy.sim.offline import ScalingPolicy, TargetQueuePolicy, fixed_replicas, simulate
+from aipolicy.sim.offline import ScalingPolicy, fixed_replicas, simulate
 from aipolicy.sim.server import ServeOptions, serve
 from aipolicy.sim.traffic import TraceError, TraceReplay, load_trace
 
@@ -68,13 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--window", type=float, nargs=2, metavar=("START", "END"),
                    help="replay only trace seconds [START, END)")  # fmt: skip
-    m.add_argument("--policy", choices=("fixed", "queue"), default="fixed")
+    # scaling policies live in `aipolicy simulate` (the operator's own decide_replicas)
+    m.add_argument("--policy", choices=("fixed",), default="fixed")
     m.add_argument("--replicas", type=int, default=2, help="fixed: replica count")
     m.add_argument("--initial", type=int, help="replicas Ready at t=0 (default: --replicas/--min)")
     m.add_argument("--min", type=int, default=1, dest="min_replicas")
     m.add_argument("--max", type=int, default=8, dest="max_replicas")
-    m.add_argument("--target-queue", type=float, default=4.0, help="queue: waiting per replica")
-    m.add_argument("--scale-down-delay", type=float, default=300.0)
     m.add_argument("--cold-start", type=float, default=60.0, help="seconds until a replica serves")
     m.add_argument("--interval", type=float, default=15.0, help="seconds between decisions")
     m.add_argument("--prefill-tps", type=float, default=PodCapacity.prefill_tokens_per_s)
@@ -93,18 +93,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     if args.window:
         trace = trace.window(args.window[0], args.window[1])
     traffic = TraceReplay(trace, speedup=args.speedup, scale=args.scale, seed=args.seed)
-    policy: ScalingPolicy
-    if args.policy == "fixed":
-        policy = fixed_replicas(args.replicas)
-        initial = args.replicas if args.initial is None else args.initial
-    else:
-        policy = TargetQueuePolicy(
-            target_queue_per_replica=args.target_queue,
-            min_replicas=args.min_replicas,
-            max_replicas=args.max_replicas,
-            scale_down_delay_s=args.scale_down_delay,
-        )
-        initial = args.min_replicas if args.initial is None else args.initial
+    policy: ScalingPolicy = fixed_replicas(args.replicas)
+    initial = args.replicas if args.initial is None else args.initial
     capacity = PodCapacity(
         prefill_tokens_per_s=args.prefill_tps,
         decode_tokens_per_s=args.decode_tps,

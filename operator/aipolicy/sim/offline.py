@@ -10,14 +10,16 @@ autoscaler reads from Prometheus) and applies the replica count it returns:
   running first): a draining replica takes no new work, finishes what it runs, and is
   billed until it is removed (checked every ``tick_s``).
 
-The lead can pass the operator's real scaling function as ``policy``.
+Scaling policies are not implemented here: ``aipolicy simulate`` (:mod:`aipolicy.whatif`)
+runs the operator's own ``decide_replicas`` on the calibrated serving model; this module keeps
+fixed replica counts for the fleet model's own tests.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from aipolicy.sim.fleet import Fleet, PodInfo, ServiceSettings
@@ -29,7 +31,6 @@ __all__ = [
     "Observation",
     "ScalingPolicy",
     "SimulationReport",
-    "TargetQueuePolicy",
     "fixed_replicas",
     "format_report",
     "percentile",
@@ -66,53 +67,6 @@ def fixed_replicas(n: int) -> ScalingPolicy:
         return n
 
     return policy
-
-
-@dataclass
-class TargetQueuePolicy:
-    """Keep the waiting queue near ``target_queue_per_replica`` per Ready replica.
-
-    * Up: when the queue per Ready replica exceeds the target, ask for enough replicas to
-      bring it to the target (at least one more). Nothing is added while replicas are still
-      starting, so the same backlog is not paid for twice during a cold start.
-    * From zero: any queued request or arrival asks for one replica.
-    * Down: by one, after the queue has been empty and the running sequences would fit in
-      one replica fewer at ``scale_down_utilization`` of its slots for ``scale_down_delay_s``.
-    """
-
-    target_queue_per_replica: float = 4.0
-    min_replicas: int = 1
-    max_replicas: int = 10
-    scale_down_delay_s: float = 300.0
-    scale_down_utilization: float = 0.5
-    _quiet_since: float | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.target_queue_per_replica <= 0:
-            raise ValueError("target_queue_per_replica must be > 0")
-        if not 0 <= self.min_replicas <= self.max_replicas:
-            raise ValueError("need 0 <= min_replicas <= max_replicas")
-
-    def __call__(self, obs: Observation) -> int:
-        current = obs.ready_replicas + obs.starting_replicas
-        desired = current
-        if obs.starting_replicas == 0:
-            per_replica = obs.queue_length / max(obs.ready_replicas, 1)
-            if per_replica > self.target_queue_per_replica:
-                wanted = math.ceil(obs.queue_length / self.target_queue_per_replica)
-                desired = max(current + 1, wanted)
-        if current == 0 and (obs.queue_length > 0 or obs.arrivals_per_s > 0):
-            desired = max(desired, 1)
-        fits = obs.running <= self.scale_down_utilization * obs.slots_per_replica * (current - 1)
-        if desired == current and current > 0 and obs.queue_length == 0 and fits:
-            if self._quiet_since is None:
-                self._quiet_since = obs.now
-            elif obs.now - self._quiet_since >= self.scale_down_delay_s:
-                desired = current - 1
-                self._quiet_since = obs.now  # pace further steps down
-        else:
-            self._quiet_since = None
-        return min(max(desired, self.min_replicas), self.max_replicas)
 
 
 @dataclass(frozen=True)

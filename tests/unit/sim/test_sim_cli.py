@@ -10,8 +10,8 @@ from aipolicy.sim.__main__ import build_parser, main
 
 
 def test_simulate_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["simulate", "--window", "0", "300", "--policy", "queue", "--min", "1",
-                 "--max", "4", "--gpu-hour-rate", "3.10", "--ttft-slo", "1.5"])  # fmt: skip
+    code = main(["simulate", "--window", "0", "300", "--policy", "fixed", "--replicas", "2",
+                 "--gpu-hour-rate", "3.10", "--ttft-slo", "1.5"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
     assert "CC-BY 4.0" in out

@@ -10,13 +10,12 @@ import pytest
 from aipolicy.sim.model import RequestOutcome, ServiceId
 from aipolicy.sim.offline import (
     Observation,
-    TargetQueuePolicy,
     _violation_minutes,
     fixed_replicas,
     percentile,
     simulate,
 )
-from aipolicy.sim.traffic import ConstantRate, Step, TraceReplay, default_trace
+from aipolicy.sim.traffic import ConstantRate, TraceReplay, default_trace
 
 
 def obs(**kw: float) -> Observation:
@@ -62,39 +61,6 @@ def test_more_replicas_lower_queue_wait_and_slo_minutes() -> None:
     assert three.queue_wait_p95_s < one.queue_wait_p95_s
     assert three.slo_violation_minutes < one.slo_violation_minutes
     assert three.gpu_hours > one.gpu_hours
-
-
-def test_target_queue_policy_scales_up_after_a_step_and_back_down() -> None:
-    traffic = Step(2.0, 20.0, at=600.0, duration=1500.0, prompt_tokens=500, output_tokens=100)
-    policy = TargetQueuePolicy(target_queue_per_replica=4, min_replicas=1, max_replicas=12,
-                               scale_down_delay_s=120)  # fmt: skip
-    r = simulate(traffic, policy=policy, initial_replicas=1, cold_start_s=60.0, drain_timeout_s=7200)
-    fixed_max = simulate(traffic, policy=fixed_replicas(12), initial_replicas=12)
-    assert r.peak_replicas >= 3
-    counts = [n for _, n in r.timeline]
-    assert counts[0] == 1
-    assert counts[-1] < r.peak_replicas  # it came back down once the load was over
-    assert all(t_a <= t_b for (t_a, _), (t_b, _) in zip(r.timeline, r.timeline[1:], strict=False))
-    assert r.gpu_hours < fixed_max.gpu_hours
-    assert r.succeeded == r.requests
-
-
-def test_target_queue_policy_decisions() -> None:
-    p = TargetQueuePolicy(target_queue_per_replica=4, min_replicas=1, max_replicas=10,
-                          scale_down_delay_s=60)  # fmt: skip
-    assert p(obs(queue_length=40)) == 10  # ceil(40 / 4)
-    assert p(obs(queue_length=9)) == 3  # at least one more
-    assert p(obs(queue_length=400)) == 10  # clamped to max
-    assert p(obs(queue_length=40, starting_replicas=1)) == 3  # hold during cold start
-    q = TargetQueuePolicy(min_replicas=0)
-    assert q(obs(ready_replicas=0, queue_length=1)) == 1  # from zero
-    d = TargetQueuePolicy(target_queue_per_replica=4, min_replicas=1, scale_down_delay_s=60)
-    assert d(obs(now=0.0, running=2)) == 2  # quiet starts
-    assert d(obs(now=30.0, running=2)) == 2
-    assert d(obs(now=61.0, running=2)) == 1  # quiet for the delay -> one down
-    assert d(obs(now=62.0, running=9, ready_replicas=2)) == 2  # too busy to shed a replica
-    with pytest.raises(ValueError, match="min_replicas"):
-        TargetQueuePolicy(min_replicas=3, max_replicas=2)
 
 
 def test_violation_minutes_by_arrival_minute_failed_counts_as_inf() -> None:
