@@ -54,7 +54,7 @@ test: install cluster-binaries prometheus ## Lint, typecheck, unit and e2e tests
 	$(BIN)/pytest tests/unit tests/e2e --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
 
 .PHONY: unit
-unit: install ## Unit tests of the pure core (fast, no cluster)
+unit: install prometheus ## Unit tests of the pure core and the shipped rules (fast, no cluster; promtool)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: e2e
