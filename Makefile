@@ -49,7 +49,7 @@ crds: install ## Generate crds/*.yaml from the pydantic models
 
 ## ---- Tests ----
 .PHONY: test
-test: install cluster-binaries prometheus ## Lint, typecheck, unit and e2e tests (e2e on a local cluster it starts)
+test: install cluster-binaries prometheus chromium ## Lint, typecheck, unit and e2e tests (e2e on a local cluster it starts)
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest tests/unit tests/e2e --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
 
@@ -58,7 +58,7 @@ unit: install prometheus ## Unit tests of the pure core and the shipped rules (f
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: install cluster-binaries prometheus ## e2e tests; CLUSTER=local|kind|existing (default local)
+e2e: install cluster-binaries prometheus chromium ## e2e tests; CLUSTER=local|kind|existing (default local)
 	$(BIN)/pytest tests/e2e --cluster=$(or $(CLUSTER),local) --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
 
 ## ---- Local cluster ----
@@ -69,6 +69,10 @@ cluster-binaries: ## Build etcd, kube-*, kubectl, kwok, kube-state-metrics from 
 .PHONY: prometheus
 prometheus: ## Install Prometheus from Debian's packages if missing
 	@hack/install-prometheus.sh
+
+.PHONY: chromium
+chromium: ## Install Debian's Chromium if missing (the HTML report's browser test)
+	@hack/install-chromium.sh
 
 .PHONY: cluster-up
 cluster-up: cluster-binaries prometheus ## Start the loopback cluster and Prometheus; waits until usable
