@@ -42,7 +42,11 @@ def _isvc(name: str) -> dict[str, Any]:
 
 
 def _report(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PROMETHEUS_URL": cluster.prometheus_url or ""}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "PROMETHEUS_URL": cluster.prometheus_url or "",
+    }
     return subprocess.run(
         python_module("aipolicy", "report", *args),
         env=env,
@@ -73,14 +77,21 @@ def served(
     cluster.apply(_isvc("chat"), namespace)
     wait_until(
         "the service's pod Ready",
-        lambda: (cluster.get("inferenceservice", "chat", namespace) or {}).get("status", {}).get("readyReplicas"),
+        lambda: (
+            (cluster.get("inferenceservice", "chat", namespace) or {}).get("status", {}).get("readyReplicas")
+        ),
         timeout=90,
     )
     simulator.traffic(namespace, "chat", TRAFFIC)
     wait_until(
         "two minutes of the service's requests in Prometheus",
-        lambda: (prometheus.value(f'sum(increase(vllm:request_success_total{{namespace="{namespace}"}}[2m]))') or 0)
-        > 200,
+        lambda: (
+            (
+                prometheus.value(f'sum(increase(vllm:request_success_total{{namespace="{namespace}"}}[2m]))')
+                or 0
+            )
+            > 200
+        ),
         timeout=240,
         interval=5,
     )
@@ -121,7 +132,9 @@ def test_a_window_with_no_data_says_no_data_never_zero(cluster: Cluster, served:
     assert row.split()[2:4] == ["no", "data"], row
 
 
-def test_a_team_label_that_matches_nothing_is_an_error_naming_it(cluster: Cluster, crds_installed: None) -> None:
+def test_a_team_label_that_matches_nothing_is_an_error_naming_it(
+    cluster: Cluster, crds_installed: None
+) -> None:
     result = _report(cluster, "--team-label", "team=nobody-here")
     assert result.returncode == 2
     assert "team=nobody-here" in result.stderr
@@ -176,4 +189,3 @@ def _coloured_pixels(png: Path) -> int:
     with Image.open(png) as image:
         rgb = image.convert("RGB")
         return sum(1 for r, g, b in rgb.getdata() if max(r, g, b) - min(r, g, b) > 60)
-
