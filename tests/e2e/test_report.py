@@ -188,4 +188,5 @@ def _coloured_pixels(png: Path) -> int:
 
     with Image.open(png) as image:
         rgb = image.convert("RGB")
-        return sum(1 for r, g, b in rgb.getdata() if max(r, g, b) - min(r, g, b) > 60)
+        colours = rgb.getcolors(rgb.width * rgb.height) or []
+        return sum(count for count, (r, g, b) in colours if max(r, g, b) - min(r, g, b) > 60)
