@@ -49,7 +49,7 @@ crds: install ## Generate crds/*.yaml (and the Helm chart's and kustomize base's
 
 ## ---- Tests ----
 .PHONY: test
-test: install cluster-binaries prometheus alertmanager image helm health ## Lint, typecheck, unit and e2e tests (e2e on a local cluster it starts)
+test: install cluster-binaries prometheus alertmanager image helm health chromium ## Lint, typecheck, unit and e2e tests (e2e on a local cluster it starts)
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest tests/unit tests/e2e --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory e2e-existing
@@ -59,11 +59,11 @@ e2e-existing: install cluster-binaries prometheus ## A few e2e tests with --clus
 	@CLUSTER_BIN=$(CLUSTER_BIN) hack/e2e-existing.sh $(PYTEST_ARGS)
 
 .PHONY: unit
-unit: install ## Unit tests of the pure core (fast, no cluster)
+unit: install prometheus ## Unit tests of the pure core and the shipped rules (fast, no cluster; promtool)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: install cluster-binaries prometheus alertmanager image helm health ## e2e tests; CLUSTER=local|kind|existing (default local)
+e2e: install cluster-binaries prometheus alertmanager image helm health chromium ## e2e tests; CLUSTER=local|kind|existing (default local)
 	$(BIN)/pytest tests/e2e --cluster=$(or $(CLUSTER),local) --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
 
 ## ---- Local cluster ----
@@ -95,6 +95,10 @@ prometheus: ## Install Prometheus from Debian's packages if missing
 .PHONY: alertmanager
 alertmanager: ## Install Alertmanager from Debian's packages if missing (the notification e2e tests start it)
 	@hack/install-alertmanager.sh
+
+.PHONY: chromium
+chromium: ## Install Debian's Chromium if missing (the HTML report's browser test)
+	@hack/install-chromium.sh
 
 .PHONY: cluster-up
 cluster-up: cluster-binaries prometheus ## Start the loopback cluster and Prometheus; waits until usable

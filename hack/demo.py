@@ -3,8 +3,10 @@
 It starts (or reuses) the loopback cluster, installs the CRDs, starts the simulator and the
 operator, applies hack/demo/manifests.yaml, then narrates a few minutes: traffic scales the
 large model up, the budget fills and notifies then degrades, an injected error storm switches
-the large model's front door to the small model, and it switches back once healthy. At the end
-everything it started is stopped by pid (the cluster too, unless it was already running).
+the large model's front door to the small model, and it switches back once healthy. It ends with
+`aipolicy report` for the demo's namespace, as a table and as an HTML page whose path it prints.
+At the end everything it started is stopped by pid (the cluster too, unless it was already
+running).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Demo:
         self.sim_url = ""
         self.gateway_url = ""
         self.clients: Any = None
+        self.prometheus_url = ""
+        self.operator_target: Path | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
@@ -97,7 +101,7 @@ class Demo:
         self.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=aipolicy")
         self.kubectl("create", "namespace", NAMESPACE, check=False)
 
-        port = _free_port()
+        port, metrics_port = _free_port(), _free_port()
         self.sim_url = f"http://127.0.0.1:{port}"
         self.spawn(
             "simulator",
@@ -127,9 +131,16 @@ class Demo:
             "--prometheus-url",
             env["PROMETHEUS_URL"],
             "--metrics-port",
-            "0",
+            str(metrics_port),
             env={**self.env, "KUBECONFIG": f"{self.run_dir}/kubeconfig", "AIPOLICY_TICK_SECONDS": "1"},
         )
+        # Prometheus scrapes the operator as job aipolicy-operator (loopback, file_sd), so the
+        # report and the dashboard see modes, fallbacks and budget spend over time.
+        self.operator_target = Path(env["PROMETHEUS_TARGETS_DIR"]) / "aipolicy-operator.json"
+        self.operator_target.write_text(
+            json.dumps([{"targets": [f"127.0.0.1:{metrics_port}"], "labels": {"job": "aipolicy-operator"}}])
+        )
+        self.prometheus_url = env["PROMETHEUS_URL"]
         _wait(lambda: _ok(f"{self.sim_url}/healthz"), "the simulator")
         gateway_port = _free_port()
         self.gateway_url = f"http://127.0.0.1:{gateway_port}"
@@ -212,8 +223,21 @@ class Demo:
             )
         )
 
+    def report(self) -> None:
+        self.say("what it cost and how it served: aipolicy report for the last 10 minutes")
+        env = {**self.env, "KUBECONFIG": f"{self.run_dir}/kubeconfig", "PROMETHEUS_URL": self.prometheus_url}
+        command = [sys.executable, "-m", "aipolicy", "report", "-n", NAMESPACE, "--since", "10m"]
+        subprocess.run(command, env=env, check=True, timeout=120, cwd=REPO)
+        page = self.run_dir / "aipolicy-report.html"
+        subprocess.run(
+            [*command, "-o", "html", "--file", str(page)], env=env, check=True, timeout=120, cwd=REPO
+        )
+        self.say(f"the HTML report (opens offline in a browser): {page}")
+
     def down(self) -> None:
         self.say("cleaning up")
+        if self.operator_target is not None:
+            self.operator_target.unlink(missing_ok=True)
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -265,6 +289,7 @@ def main() -> int:
     try:
         demo.up()
         demo.story()
+        demo.report()
     finally:
         demo.down()
     return 0

@@ -1,4 +1,4 @@
-"""The `aipolicy` command: run the operator or the gateway, generate CRDs, simulate a policy offline."""
+"""The `aipolicy` command: run the operator or the gateway, generate CRDs, simulate, report."""
 
 from __future__ import annotations
 
@@ -67,6 +67,12 @@ def _gateway(args: argparse.Namespace) -> int:
     from aipolicy.gateway.__main__ import run as gateway_run
 
     return gateway_run(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from aipolicy.report.__main__ import main as report_main
+
+    return report_main(args.report_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("sim_args", nargs=argparse.REMAINDER)
     simulate.set_defaults(func=_simulate)
 
+    report = commands.add_parser(
+        "report", help="cost, latency, errors and idle GPUs of a namespace or team", add_help=False
+    )
+    report.add_argument("report_args", nargs=argparse.REMAINDER)
+    report.set_defaults(func=_report)
+
     sim = commands.add_parser("sim", help="the model-server simulator (serve | simulate)", add_help=False)
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
     sim.set_defaults(func=_sim)
@@ -157,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulate(argparse.Namespace(sim_args=words[1:]))
     if words[:1] == ["sim"]:
         return _sim(argparse.Namespace(sim_args=words[1:]))
+    if words[:1] == ["report"]:
+        return _report(argparse.Namespace(report_args=words[1:]))
     args = build_parser().parse_args(words)
     result: int = args.func(args)
     return result

@@ -392,6 +392,8 @@ async def evaluate_aibudget(
     metrics.BUDGET_SPENT.labels(namespace, name, spec.currency).set(float(evaluation.spent))
     metrics.BUDGET_LIMIT.labels(namespace, name, spec.currency).set(float(spec.limit))
     metrics.BUDGET_UTILISATION.labels(namespace, name).set(evaluation.percent_used / 100)
+    forecast = None if evaluation.forecast is None else float(evaluation.forecast)
+    metrics.set_or_clear(metrics.BUDGET_FORECAST, (namespace, name, spec.currency), forecast)
     metrics.EVALUATION_SECONDS.labels("AIBudget").observe(time.monotonic() - started)
     new = json_dict(status)
     write_status(patch, old_status, new)

@@ -357,6 +357,10 @@ async def reconcile_inference_service(
         conditions.told_elsewhere("Degraded")  # by the mode event
     conditions.post_changes(body, WARN_WHEN)
     status.conditions = conditions.conditions
+    currency = isvc.spec.pricing.currency
+    metrics.SERVICE_COST_PER_HOUR.labels(namespace, name, currency).set(float(status.cost_per_hour))
+    if isvc.spec.pricing.gpu_hour is not None:
+        metrics.SERVICE_GPU_HOUR_RATE.labels(namespace, name, currency).set(float(isvc.spec.pricing.gpu_hour))
     for each in ("Normal", "Degraded", "Fallback", "Suspended"):
         metrics.SERVICE_MODE.labels(namespace, name, each).set(1 if each == mode.mode else 0)
     metrics.EVALUATION_SECONDS.labels("InferenceService").observe(time.monotonic() - started)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 BUDGET_SPENT = Gauge("aipolicy_budget_spent", "Spend so far this period", ["namespace", "budget", "currency"])
 BUDGET_LIMIT = Gauge("aipolicy_budget_limit", "Budget limit per period", ["namespace", "budget", "currency"])
 BUDGET_UTILISATION = Gauge("aipolicy_budget_utilisation_ratio", "Spent / limit", ["namespace", "budget"])
+BUDGET_FORECAST = Gauge(
+    "aipolicy_budget_forecast",
+    "Spend forecast for the end of the period (absent without a burn rate)",
+    ["namespace", "budget", "currency"],
+)
 BUDGET_NOTIFICATIONS = Counter(
     "aipolicy_budget_notifications_total", "Thresholds announced", ["namespace", "budget", "action"]
 )
@@ -15,6 +22,16 @@ SERVICE_MODE = Gauge(
     "aipolicy_service_mode",
     "1 for the mode an InferenceService is in",
     ["namespace", "service", "mode"],
+)
+SERVICE_COST_PER_HOUR = Gauge(
+    "aipolicy_service_cost_per_hour",
+    "What the GPUs an InferenceService holds cost per hour",
+    ["namespace", "service", "currency"],
+)
+SERVICE_GPU_HOUR_RATE = Gauge(
+    "aipolicy_service_gpu_hour_rate",
+    "An InferenceService's price of one GPU-hour (pricing.gpuHour)",
+    ["namespace", "service", "currency"],
 )
 SCALING_DECISIONS = Counter(
     "aipolicy_scaling_decisions_total",
@@ -30,6 +47,15 @@ PROMETHEUS_ERRORS = Counter("aipolicy_prometheus_errors_total", "Prometheus quer
 PROMETHEUS_QUERIES = Counter(
     "aipolicy_prometheus_queries_total", "Prometheus queries sent (identical ones at one time coalesced)"
 )
+
+
+def set_or_clear(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+    """Set a gauge's series, or remove it when there is no value: absent, never a stale number."""
+    if value is not None:
+        gauge.labels(*labels).set(value)
+        return
+    with contextlib.suppress(KeyError):  # never set: nothing to clear
+        gauge.remove(*labels)
 
 
 async def _metrics(_: web.Request) -> web.Response:
