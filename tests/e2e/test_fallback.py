@@ -443,15 +443,19 @@ def test_a_budget_reaching_degraded_switches_the_front_door(
     operator_process(namespace)
     # Only generated tokens cost money: 5 requests/s x 20 tokens at $2 per million is $0.0002/s,
     # 2 % of a $0.01 limit per second. Degraded (50 %) comes after ~25 s of traffic, Exceeded
-    # (100 %) ~25 s later: room for the switch to happen while the budget is Degraded.
+    # (100 %) ~25 s later: room for the switch to happen while the budget is Degraded. A
+    # self-hosted service is charged GPU-hours only (its token prices are for comparison), so
+    # the tokens are priced by a cost source of the budget, and its GPUs at zero.
     _large_with_traffic(
         cluster,
         namespace,
         simulator,
         large_labels={"tier": "large"},
-        large_pricing={"gpuHour": "0", "inputPerMillionTokens": "0", "outputPerMillionTokens": "2"},
+        large_pricing={"gpuHour": "0"},
         traffic=False,
     )
+    tokens = f'vllm:generation_tokens_total{{namespace="{namespace}",service="{LARGE}"}}'
+
     budget = {
         "apiVersion": GROUP_VERSION,
         "kind": "AIBudget",
@@ -462,6 +466,13 @@ def test_a_budget_reaching_degraded_switches_the_front_door(
             # from the 1st of the month in steps, which takes minutes late in the month.
             "period": {"type": "Rolling", "window": "10m"},
             "selector": {"matchLabels": {"tier": "large"}},
+            "costSources": [
+                {
+                    "name": "generated-tokens",
+                    "query": f"sum(increase({tokens}[$window])) or vector(0)",
+                    "pricePerUnit": "0.000002",
+                }
+            ],
             "thresholds": [{"percent": 50, "action": "Degrade"}],
             "evaluationInterval": "5s",
         },
