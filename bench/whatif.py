@@ -195,10 +195,17 @@ def _analysis(outcomes: list[Outcome]) -> list[str]:
             "that came closest: one-second bursts arrive faster than a reactive scaler (15 s sync plus "
             "the cold start) can add capacity"
         )
+        flat = ""
+        if o.static is not None and goal == "goal missed" and o.best_autoscaler.meets_slo:
+            above = o.best_autoscaler.total_cost / o.static.total_cost - 1
+            flat = (
+                f"; the best HPA/KEDA costs only {above:.0%} more than static here: on flat traffic "
+                "there is little to save by scaling, and the granularity limit below applies to it too"
+            )
         lines.append(
             f"- **{name}**: SLO {'met' if ours.meets_slo else 'MISSED'} by aipolicy at {vs_best}x the best "
-            f"HPA/KEDA ({goal}{closest}); {ours.api_requests / o.requests:.1%} of requests overflowed to "
-            "the API."
+            f"HPA/KEDA ({goal}{closest}{flat}); {ours.api_requests / o.requests:.1%} of requests "
+            "overflowed to the API."
         )
         if o.static is not None:
             target = o.static.total_cost * Decimal("0.60")
@@ -232,7 +239,8 @@ def _analysis(outcomes: list[Outcome]) -> list[str]:
         "period is set to the traffic's period, as a user states theirs. The serving model's error "
         "against the cited measurements is up to 10 % (docs/serving-model.md); L4, A100-40GB and TP8 "
         "profiles are derived, not measured. KEDA equals HPA here: minReplicas is 1 and the traffic "
-        "never stops, and KEDA only adds the 0 <-> 1 step.",
+        "never stops, and KEDA only adds the 0 <-> 1 step. Requests are routed least-request over two "
+        "random choices: a configuration at the margin of the SLO can pass or fail with the draw.",
         "",
         "Held-out check (`.venv/bin/python -m bench.whatif_heldout`): the same defaults on traffic not "
         "used above.",

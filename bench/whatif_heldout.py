@@ -53,10 +53,11 @@ def run_cases(only: list[str] | None = None) -> list[str]:
             continue
         isvc, api = _service()
         case = _case(trace, isvc, api)
-        if profile:
+        if profile:  # the GPU changes: the engine runs its profile and the spec names it
             case = replace(case, profile=PROFILES[profile])
         slo = ServingSlo(
             ttft_p95=2.0,
+            profile=profile,
             forecast=SloForecast(period=period),
             overflow=SloOverflow(inference_service=api.metadata.name),
         )

@@ -147,3 +147,13 @@ def test_the_kv_cache_bounds_the_sustainable_rate() -> None:
 
     cramped = sustainable_rate(replace(A100, kv_tokens=40_000), shape, 30.0)
     assert 0 < cramped < roomy
+
+
+def test_the_gateway_routes_to_the_replica_predicted_fastest() -> None:
+    from aipolicy.policy.slo import route
+
+    slo = ServingSlo(ttft_p95=2.0, overflow=SloOverflow(inference_service="api"))
+    loads = [ReplicaLoad(8000, 50), ReplicaLoad(500, 80), ReplicaLoad(0, 10, kv_usage=0.9)]
+    assert route(slo, A100, loads, 1000) == 1  # the saturated one is skipped
+    assert route(slo, A100, [ReplicaLoad(200_000, 100)], 1000) is None  # over budget: overflow
+    assert route(ServingSlo(), A100, [ReplicaLoad(200_000, 100)], 1000) == 0  # nowhere else to go

@@ -37,6 +37,7 @@ __all__ = [
     "SloMemory",
     "SloRequirement",
     "overflow",
+    "route",
     "slo_replicas",
     "slo_requirement",
 ]
@@ -150,24 +151,39 @@ class ReplicaLoad:
     """Share of the KV cache in use (vllm:kv_cache_usage_perc)."""
 
 
-def overflow(
+def route(
     slo: ServingSlo, profile: ServingProfile, replicas: Sequence[ReplicaLoad], prompt_tokens: int
-) -> bool:
-    """Whether a request should go to the overflow provider: when no Ready replica is
-    unsaturated (KV cache below 80 %), or when on the least-loaded one its predicted time to
-    first token (the prompt tokens ahead of it and its own, at the prefill rate the decodes
-    leave, plus one step) exceeds the budget."""
-    if slo.overflow is None:
-        return False
-    if not replicas:
-        return True
-    budget = slo.overflow.ttft_budget * slo.ttft_p95
-    best = math.inf
-    for r in replicas:
-        if r.kv_usage >= KV_SATURATED:
-            continue  # a full cache makes new requests wait for decodes to finish
+) -> int | None:
+    """The gateway's choice for one request: the index of the Ready replica with the shortest
+    predicted time to first token, or None to send it to the overflow provider.
+
+    The prediction: the prompt tokens queued ahead of it and its own, at the prefill rate the
+    decodes leave, plus one step and the request overhead. A replica whose KV cache is 80 %
+    full is saturated (new requests would wait for decodes to finish) and is not chosen. The
+    request overflows when no replica is Ready and unsaturated, or when the best prediction
+    exceeds ``ttftBudget`` x ``ttftP95``. Without ``slo.overflow``: the best replica, always.
+    """
+    best, best_ttft = None, math.inf
+    for i, r in enumerate(replicas):
+        if r.kv_usage >= KV_SATURATED and slo.overflow is not None:
+            continue
         step = profile.alpha_s + profile.beta_s * r.decoding
         share = min(0.95, step / (step + profile.max_batched_tokens / profile.prefill_tokens_per_s))
         rate = profile.prefill_tokens_per_s * (1 - share)
-        best = min(best, profile.request_overhead_s + step + (r.prompt_tokens_queued + prompt_tokens) / rate)
-    return best > budget
+        ttft = profile.request_overhead_s + step + (r.prompt_tokens_queued + prompt_tokens) / rate
+        if ttft < best_ttft:
+            best, best_ttft = i, ttft
+    if slo.overflow is None:
+        return best if best is not None else (0 if replicas else None)
+    if best is None or best_ttft > slo.overflow.ttft_budget * slo.ttft_p95:
+        return None
+    return best
+
+
+def overflow(
+    slo: ServingSlo, profile: ServingProfile, replicas: Sequence[ReplicaLoad], prompt_tokens: int
+) -> bool:
+    """Whether a request goes to the overflow provider (see :func:`route`)."""
+    if slo.overflow is None:
+        return False
+    return route(slo, profile, replicas, prompt_tokens) is None

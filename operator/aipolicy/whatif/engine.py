@@ -329,7 +329,7 @@ class Cluster:
         cold_start_cv: float,
         timeout_s: float,
         seed: int,
-        overflow: Callable[[Cluster, Request], bool] | None = None,
+        overflow: Callable[[Cluster, Request], Replica | bool | None] | None = None,
     ) -> None:
         self.profile = profile
         self.cold_start_median_s = cold_start_median_s
@@ -409,10 +409,17 @@ class Cluster:
         req = Request(arrival, prompt, output, self._serial)
         self._serial += 1
         self.counters.arrived += 1
-        if self.overflow is not None and self.overflow(self, req):
-            req.backend = "api"
-            self.api_requests.append(req)
-            return
+        if self.overflow is not None:
+            # the SLO gateway: a replica it predicts best, or True to send it to the provider
+            choice = self.overflow(self, req)
+            if choice is True:
+                req.backend = "api"
+                self.api_requests.append(req)
+                return
+            if isinstance(choice, Replica) and not self.frontdoor:
+                choice.enqueue(req, arrival)
+                choice.advance(arrival)
+                return
         self.frontdoor.append(req)
         self.dispatch(arrival)
 

@@ -35,9 +35,9 @@ from aipolicy.api.slo import ServingSlo, SloStatus
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import ScalingMemory, ScalingObservation, decide_replicas
 from aipolicy.policy.serving import ServingProfile, serving_profile
-from aipolicy.policy.slo import ReplicaLoad, ServiceLoad, SloMemory, overflow
+from aipolicy.policy.slo import ReplicaLoad, ServiceLoad, SloMemory, route
 from aipolicy.whatif.baselines import Hpa, Keda
-from aipolicy.whatif.engine import Cluster, Request, Scrape
+from aipolicy.whatif.engine import Cluster, Replica, Request, Scrape
 from aipolicy.whatif.traces import Trace
 
 __all__ = [
@@ -274,15 +274,19 @@ class RunResult:
 
 def _overflow_callback(
     slo: ServingSlo, profile: ServingProfile, prices: ApiPrices
-) -> Callable[[Cluster, Request], bool]:
-    def decide(cluster: Cluster, req: Request) -> bool:
+) -> Callable[[Cluster, Request], Replica | bool | None]:
+    """The SLO gateway (policy.slo.route): the replica predicted fastest, or the provider."""
+
+    def decide(cluster: Cluster, req: Request) -> Replica | bool | None:
+        ready = cluster.ready(req.arrival)
         loads = []
-        for r in cluster.ready(req.arrival):
+        for r in ready:
             r.advance(req.arrival)
             queued = r.prefill_backlog + r.waiting_prompt
             loads.append(ReplicaLoad(queued, len(r.decoding), r.kv_used() / r.p.kv_tokens))
-        if not overflow(slo, profile, loads, req.prompt):
-            return False
+        choice = route(slo, profile, loads, req.prompt)
+        if choice is not None:
+            return ready[choice]
         ttft = prices.base_latency_s + req.prompt / prices.input_tokens_per_s
         req.first_token_at = req.arrival + ttft
         req.done_at = req.first_token_at + req.output / prices.output_tokens_per_s
