@@ -52,7 +52,7 @@ def _readings(**given: Reading) -> EconomicsReadings:
 def test_a_self_hosted_service_costs_its_gpu_hours_only_spread_over_its_requests() -> None:
     economics = unit_economics(SELF_HOSTED, _readings(), window=HOUR, period_start=MONTH_START)
     assert economics.requests_per_second == 1
-    assert economics.cost_per_1k_requests == "1.111111"  # 4.00 over 3,600 requests
+    assert economics.cost_per_thousand_requests == "1.111111"  # 4.00 over 3,600 requests
     assert economics.cost_per_million_tokens == "1.333333"  # 4.00 over 3M tokens
     assert economics.error_rate == pytest.approx(0.01)
     assert (economics.ttft_p95_seconds, economics.e2e_p95_seconds) == (0.8, 5.0)
@@ -61,7 +61,7 @@ def test_a_self_hosted_service_costs_its_gpu_hours_only_spread_over_its_requests
 def test_an_api_service_costs_its_tokens() -> None:
     economics = unit_economics(API, _readings(gpu_hours=Value(0)), window=HOUR, period_start=MONTH_START)
     # 2M * 0.15 + 1M * 0.60 = 0.90 over 3,600 requests
-    assert economics.cost_per_1k_requests == "0.25"
+    assert economics.cost_per_thousand_requests == "0.25"
     assert economics.gpu_hours_this_period is None and economics.break_even_requests_per_day is None
 
 
@@ -74,16 +74,16 @@ def test_idle_gpu_hours_are_priced_at_the_gpu_hour_rate() -> None:
 def test_a_self_hosted_service_shows_what_its_tokens_would_cost_at_the_api_and_the_break_even() -> None:
     economics = unit_economics(SELF_HOSTED, _readings(), window=HOUR, period_start=MONTH_START)
     # API: 2M * 0.50 + 1M * 1.50 = 2.50 for 3,600 requests; GPUs: 4.00/h = 96/day
-    assert economics.api_cost_per_1k_requests == "0.694444"
+    assert economics.api_cost_per_thousand_requests == "0.694444"
     assert economics.break_even_requests_per_day == pytest.approx(96 / (2.5 / 3600))
 
 
 @pytest.mark.parametrize(
     ("given", "absent"),
     [
-        ({"requests": Value(0), "failed_requests": Value(0)}, ["cost_per_1k_requests", "error_rate"]),
-        ({"requests": NO_DATA}, ["requests_per_second", "cost_per_1k_requests", "error_rate"]),
-        ({"gpu_hours": NO_DATA}, ["cost_per_1k_requests", "cost_per_million_tokens"]),
+        ({"requests": Value(0), "failed_requests": Value(0)}, ["cost_per_thousand_requests", "error_rate"]),
+        ({"requests": NO_DATA}, ["requests_per_second", "cost_per_thousand_requests", "error_rate"]),
+        ({"gpu_hours": NO_DATA}, ["cost_per_thousand_requests", "cost_per_million_tokens"]),
         ({"ttft_p95": NO_DATA}, ["ttft_p95_seconds"]),
         ({"period_idle_gpu_hours": NO_DATA}, ["idle_gpu_hours_this_period", "idle_cost_this_period"]),
     ],
@@ -110,4 +110,4 @@ def test_no_data_says_what_was_missing_and_why() -> None:
 
 def test_money_is_exact_decimal_text() -> None:
     economics = unit_economics(SELF_HOSTED, _readings(), window=HOUR, period_start=MONTH_START)
-    assert Decimal(economics.cost_per_1k_requests or "x") * 3600 / 1000 == pytest.approx(4, rel=1e-6)
+    assert Decimal(economics.cost_per_thousand_requests or "x") * 3600 / 1000 == pytest.approx(4, rel=1e-6)

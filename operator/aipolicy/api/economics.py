@@ -15,9 +15,11 @@ class UnitEconomics(ApiStatus):
 
     window: str = "1h"
     """The window the rates, costs and percentiles are measured over."""
+    evaluated_at: datetime | None = None
+    """The instant these numbers are about (refreshed once a minute)."""
     requests_per_second: float | None = None
     """Requests finished per second."""
-    cost_per_1k_requests: str | None = None
+    cost_per_thousand_requests: str | None = None
     """Money per 1,000 requests: GPU-hours for a self-hosted service, tokens for an API-backed one (each counted once)."""
     cost_per_million_tokens: str | None = None
     """Money per million tokens (prompt and generated)."""
@@ -35,7 +37,7 @@ class UnitEconomics(ApiStatus):
     """GPU-hours held with no request running or waiting, since periodStart."""
     idle_cost_this_period: str | None = None
     """What the idle GPU-hours cost."""
-    api_cost_per_1k_requests: str | None = None
+    api_cost_per_thousand_requests: str | None = None
     """Self-hosted services with token prices: what these requests would cost per 1,000 at those prices (an API provider's)."""
     break_even_requests_per_day: float | None = None
     """Self-hosted services with token prices: requests per day above which the GPUs cost less than the API would."""

@@ -22,6 +22,7 @@ from aipolicy.api.common import (
     TimeZone,
     cel_time_zone_rule,
 )
+from aipolicy.api.economics import UnitEconomics
 from aipolicy.api.serving import (
     SERVING_RULES,
     EnvFromSource,
@@ -438,6 +439,8 @@ class InferenceServiceStatus(ApiStatus):
     """Where coldStartSeconds comes from: Spec, Measured or Default."""
     slo: SloStatus | None = None
     """What SLO sizing remembers (its forecast), with metric.type SLO."""
+    economics: UnitEconomics | None = None
+    """What a request costs, latency, errors and idle GPUs, refreshed once a minute (absent fields: no data)."""
     decisions: list[ScalingDecisionRecord] = Field(default_factory=list)
     """The last five scaling decisions, newest last."""
     conditions: list[Condition] = Field(default_factory=list)
@@ -466,6 +469,21 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
     {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus"},
     {"name": "Cost/h", "type": "string", "jsonPath": ".status.costPerHour"},
+    {"name": "Req/s", "type": "number", "jsonPath": ".status.economics.requestsPerSecond", "priority": 1},
+    {
+        "name": "Cost/1k",
+        "type": "string",
+        "jsonPath": ".status.economics.costPerThousandRequests",
+        "priority": 1,
+    },
+    {"name": "TTFT-p95", "type": "number", "jsonPath": ".status.economics.ttftP95Seconds", "priority": 1},
+    {"name": "Errors", "type": "number", "jsonPath": ".status.economics.errorRate", "priority": 1},
+    {
+        "name": "Idle-GPU-h",
+        "type": "number",
+        "jsonPath": ".status.economics.idleGpuHoursThisPeriod",
+        "priority": 1,
+    },
     {"name": "Model", "type": "string", "jsonPath": ".spec.model", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -29,7 +29,7 @@ from aipolicy.api.inferenceservice import (
     ScalingDecisionRecord,
 )
 from aipolicy.api.reading import InvalidSpec, read
-from aipolicy.controllers import metrics, slo
+from aipolicy.controllers import economics, metrics, slo
 from aipolicy.controllers.events import StatusConditions, report_invalid_spec, status_differs, write_status
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
@@ -347,6 +347,10 @@ async def reconcile_inference_service(
     status.endpoint = _endpoint(isvc)
     status.gpus = pods.gpus_held
     status.cost_per_hour = _cost_per_hour(isvc, pods.gpus_held)
+    economics_at = economics.due(status.economics, now)
+    if economics_at is not None:
+        status.economics = await economics.evaluate(rt, isvc, key, economics_at)
+    memo[NEXT_EVALUATION] = min(memo.get(NEXT_EVALUATION, NEVER), economics.next_refresh(now))
     status.observed_generation = isvc.metadata.generation
     if mode.mode in ("Degraded", "Suspended"):
         conditions.set("Degraded", "True", f"Mode{mode.mode}", mode.reason)

@@ -259,3 +259,30 @@ def slo_load(names: MetricNames, window: str) -> tuple[str, str, str, str]:
         f"sum by ({BY}) (rate({names.generation_tokens}[{window}]))",
         f"sum by ({BY}) ({names.waiting})",
     )
+
+
+def idle_gpu_hours(
+    names: MetricNames, window: str, step_seconds: int = 15, resource_name: str = "nvidia.com/gpu"
+) -> str:
+    """GPU-hours held while nothing ran or waited in the service's model servers, over the window."""
+    busy = f"(sum by ({BY}) ({names.running}) + sum by ({BY}) ({names.waiting})) > 0"
+    idle = f"({gpus_held(resource_name)}) unless on ({BY}) ({busy})"
+    return f"sum_over_time(({idle})[{window}:{step_seconds}s]) * {step_seconds / 3600:.9f}"
+
+
+def requests_finished(names: MetricNames, window: str) -> str:
+    """Requests finished in the window: the model servers', else the gateway's (API-backed)."""
+    return (
+        f"sum by ({BY}) (increase({names.requests_finished}[{window}]))"
+        f" or sum by ({BY}) (increase(aipolicy_gateway_requests_total[{window}]))"
+        f" or sum by ({BY}) (increase({names.gateway_requests}[{window}]))"
+    )
+
+
+def requests_failed(names: MetricNames, window: str) -> str:
+    """Requests that failed in the window, counted where requests_finished counts them."""
+    return (
+        f"sum by ({BY}) (increase({names.requests_failed}[{window}]))"
+        f' or sum by ({BY}) (increase(aipolicy_gateway_requests_total{{code=~"5.."}}[{window}]))'
+        f" or sum by ({BY}) (increase({names.gateway_failures}[{window}]))"
+    )

@@ -21,6 +21,7 @@ from aipolicy.api.inferenceservice import InferenceServiceSpec, Pricing
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.spend import (
     ServiceUsage,
+    billed_pricing,
     format_money,
     parse_money,
     quantize_money,
@@ -71,13 +72,8 @@ def unit_economics(
     tokens_in = _value(readings.input_tokens, "prompt tokens", missing)
     tokens_out = _value(readings.output_tokens, "generated tokens", missing)
     self_hosted = spec.serving is not None
-    charged = (
-        spec.pricing
-        if not self_hosted
-        else Pricing(currency=spec.pricing.currency, gpu_hour=spec.pricing.gpu_hour)
-    )
     usage = ServiceUsage("", readings.input_tokens, readings.output_tokens, readings.gpu_hours)
-    cost = service_cost(charged, usage)
+    cost = service_cost(billed_pricing(spec), usage)  # as budgets count it: each dollar once
     total = None if isinstance(cost, Unavailable) else cost.total
     if isinstance(cost, Unavailable):
         missing.append(f"cost: {cost.message}")
@@ -88,7 +84,7 @@ def unit_economics(
         if requests > 0 and failed is not None:
             economics.error_rate = min(failed / requests, 1.0)
         if requests > 0 and total is not None:
-            economics.cost_per_1k_requests = format_money(total * 1000 / _decimal(requests))
+            economics.cost_per_thousand_requests = format_money(total * 1000 / _decimal(requests))
     if tokens_in is not None and tokens_out is not None and tokens_in + tokens_out > 0 and total is not None:
         economics.cost_per_million_tokens = format_money(total * 1_000_000 / _decimal(tokens_in + tokens_out))
     economics.ttft_p95_seconds = _value(readings.ttft_p95, "TTFT p95", missing)
@@ -128,7 +124,7 @@ def _self_host_or_api(
     assert tokens_in is not None and tokens_out is not None
     api_cost = (_decimal(tokens_in) * price_in + _decimal(tokens_out) * price_out) / 1_000_000
     api_per_request = api_cost / _decimal(requests)
-    economics.api_cost_per_1k_requests = format_money(api_per_request * 1000)
+    economics.api_cost_per_thousand_requests = format_money(api_per_request * 1000)
     if api_per_request > 0:
         gpu_per_day = gpu_cost * Decimal(86400) / _decimal(window.total_seconds())
         economics.break_even_requests_per_day = float(gpu_per_day / api_per_request)

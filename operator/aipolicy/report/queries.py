@@ -35,9 +35,7 @@ def latency_quantile(histogram: str | None, quantile: float, window: str) -> str
 
 def idle_gpu_hours(names: MetricNames, window: str) -> str:
     """GPU-hours held while nothing ran or waited, sampled every 15 s over the window."""
-    busy = f"(sum by ({BY}) ({names.running}) + sum by ({BY}) ({names.waiting})) > 0"
-    idle = f"({presets.gpus_held()}) unless on ({BY}) ({busy})"
-    return f"sum_over_time(({idle})[{window}:{_STEP}]) * {15 / 3600:.9f}"
+    return presets.idle_gpu_hours(names, window, 15)
 
 
 def seconds_in_mode(mode: str, window: str) -> str:

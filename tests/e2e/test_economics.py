@@ -1,0 +1,142 @@
+"""Unit economics in an InferenceService's status on a real cluster: cost per 1,000 requests
+against PromQL this file asks itself, idle GPU-hours that grow without traffic and stop under
+load, and the self-host or API comparison against an offline computation of the same window."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
+from tests.e2e.conftest import OperatorFactory
+
+GROUP_VERSION = "aipolicy.dev/v1alpha1"
+GPU_HOUR, INPUT_PER_M, OUTPUT_PER_M = 2.00, 0.50, 1.50
+
+
+def _isvc(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {
+            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "serving": {
+                "image": "vllm/vllm-openai:v0.6.3",
+                "gpu": {"count": 1},
+                "podAnnotations": {"kwok.aipolicy.dev/ready-delay": "1s"},
+            },
+            # token prices on a self-hosted service are an API's, for the comparison only
+            "pricing": {
+                "gpuHour": f"{GPU_HOUR:.2f}",
+                "inputPerMillionTokens": f"{INPUT_PER_M:.2f}",
+                "outputPerMillionTokens": f"{OUTPUT_PER_M:.2f}",
+            },
+            "scaling": {"minReplicas": 1, "maxReplicas": 1, "evaluationInterval": "5s"},
+        },
+    }
+
+
+def _economics(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    status = (cluster.get("inferenceservice", "chat", namespace) or {}).get("status") or {}
+    return dict(status.get("economics") or {})
+
+
+def _next_economics(cluster: Cluster, namespace: str, after: str | None) -> dict[str, Any]:
+    """The first economics evaluated after ``after`` (they refresh once a minute)."""
+    found: list[dict[str, Any]] = []
+
+    def newer() -> bool:
+        economics = _economics(cluster, namespace)
+        if economics.get("evaluatedAt") and economics.get("evaluatedAt") != after:
+            found[:] = [economics]
+            return True
+        return False
+
+    wait_until("the next minute's economics", newer, timeout=150, interval=2)
+    return found[0]
+
+
+def _at(prometheus: Prometheus, promql: str, moment: str) -> float:
+    when = datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
+    qs = urllib.parse.urlencode({"query": promql, "time": when})
+    with urllib.request.urlopen(f"{prometheus.url}/api/v1/query?{qs}", timeout=10) as response:
+        result = json.load(response)["data"]["result"]
+    assert len(result) == 1, (promql, result)
+    return float(result[0]["value"][1])
+
+
+def test_status_tells_what_a_request_costs_and_what_idle_gpus_cost(
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    prometheus: Prometheus,
+    operator_process: OperatorFactory,
+) -> None:
+    operator_process(namespace)
+    cluster.apply(_isvc("chat"), namespace)
+    wait_until(
+        "the pod Ready",
+        lambda: ((cluster.get("inferenceservice", "chat", namespace) or {}).get("status") or {}).get(
+            "readyReplicas"
+        ),
+        timeout=90,
+    )
+    # No traffic: the GPU is held for nothing, and the idle GPU-hours say so.
+    first = _next_economics(cluster, namespace, None)
+    second = _next_economics(cluster, namespace, first["evaluatedAt"])
+    assert second["idleGpuHoursThisPeriod"] > first.get("idleGpuHoursThisPeriod", 0)
+    assert "costPerThousandRequests" not in second, "no requests: no cost per request, not 0"
+
+    # Under load the idle hours stop growing while the held hours go on.
+    simulator.traffic(
+        namespace,
+        "chat",
+        {"kind": "constant", "rate": 4, "duration": 400, "promptTokens": 300, "outputTokens": 60},
+    )
+    try:
+        loaded = _next_economics(cluster, namespace, second["evaluatedAt"])
+        before = _next_economics(cluster, namespace, loaded["evaluatedAt"])
+        after = _next_economics(cluster, namespace, before["evaluatedAt"])
+    finally:
+        simulator.stop_traffic(namespace, "chat")
+    assert after["gpuHoursThisPeriod"] > before["gpuHoursThisPeriod"]
+    assert after["idleGpuHoursThisPeriod"] == pytest.approx(before["idleGpuHoursThisPeriod"], abs=1e-9)
+
+    assert "costPerThousandRequests" in after, after
+    # Cost per 1,000 requests: the hour's GPU cost over the hour's requests, asked here apart.
+    at = after["evaluatedAt"]
+    selector = f'namespace="{namespace}"'
+    requests = _at(prometheus, f"sum(increase(vllm:request_success_total{{{selector}}}[3600s]))", at)
+    gpu_hours = _at(
+        prometheus,
+        f'sum_over_time(sum(kube_pod_container_resource_requests{{{selector},resource="nvidia_com_gpu"}})'
+        "[3599999ms:15s]) * 15 / 3600",
+        at,
+    )
+    assert float(after["costPerThousandRequests"]) == pytest.approx(
+        gpu_hours * GPU_HOUR / requests * 1000, rel=0.01
+    )
+    assert after["requestsPerSecond"] == pytest.approx(requests / 3600, rel=0.01)
+    assert after["errorRate"] == pytest.approx(0, abs=1e-9)
+    assert after["ttftP95Seconds"] > 0
+
+    # Self-host or API: the same tokens at the API's prices, and the break-even, computed here.
+    tokens_in = _at(prometheus, f"sum(increase(vllm:prompt_tokens_total{{{selector}}}[3600s]))", at)
+    tokens_out = _at(prometheus, f"sum(increase(vllm:generation_tokens_total{{{selector}}}[3600s]))", at)
+    api_cost = (tokens_in * INPUT_PER_M + tokens_out * OUTPUT_PER_M) / 1e6
+    assert float(after["apiCostPerThousandRequests"]) == pytest.approx(api_cost / requests * 1000, rel=0.01)
+    gpu_per_day = gpu_hours * GPU_HOUR * 24  # the hour's GPU cost, 24 times
+    assert after["breakEvenRequestsPerDay"] == pytest.approx(gpu_per_day / (api_cost / requests), rel=0.01)
+
+    # the main numbers are columns of kubectl get aisvc -o wide
+    wide = cluster.kubectl("get", "aisvc", "chat", "-n", namespace, "-o", "wide").stdout
+    header, row = wide.splitlines()[:2]
+    columns = dict(zip(header.split(), row.split(), strict=True))
+    assert float(columns["COST/1K"]) > 0 and float(columns["IDLE-GPU-H"]) > 0
+    assert float(columns["REQ/S"]) > 0 and float(columns["TTFT-P95"]) > 0
