@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from aipolicy.api.common import ConditionStatus, LabelSelector, json_dict, parse_duration
 from aipolicy.api.fallbackpolicy import FallbackPolicySpec, FallbackPolicyStatus, FallbackStep
@@ -414,13 +415,19 @@ async def _reconcile_gateway(
     if namespace in rt.gateway_applied and rt.gateway_applied[namespace] == wanted:
         return
     rt.gateway_applied.pop(namespace, None)  # until this pass succeeds
-    if wanted is not None:
-        for manifest in namespace_gateway.gateway_objects(namespace, rt.gateway_image, wanted):
-            await rt.kube.apply(manifest)
-        logger.info("gateway of %s applied for %s", namespace, ", ".join(name for name, _ in wanted.owners))
-    else:
-        for kind in reversed(namespace_gateway.KINDS):
-            await rt.kube.delete(kind, namespace, gateway_manifests.NAME)
+    try:
+        if wanted is not None:
+            for manifest in namespace_gateway.gateway_objects(namespace, rt.gateway_image, wanted):
+                await rt.kube.apply(manifest)
+            owners = ", ".join(name for name, _ in wanted.owners)
+            logger.info("gateway of %s applied for %s", namespace, owners)
+        else:
+            for kind in reversed(namespace_gateway.KINDS):
+                await rt.kube.delete(kind, namespace, gateway_manifests.NAME)
+    except ApiException as error:
+        # retried next tick; the services' own children must not wait on it
+        logger.warning("gateway of %s not reconciled: %s %s", namespace, error.status, error.reason)
+        return
     rt.gateway_applied[namespace] = wanted
 
 
