@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -60,6 +60,8 @@ from aipolicy.policy.scaling import (
     decide_replicas,
     reported_change,
 )
+from aipolicy.policy.secrets import REASONS as SECRET_REASONS
+from aipolicy.policy.secrets import SecretsVerdict, referenced, secrets_verdict
 from aipolicy.policy.spend import display_money
 
 PAUSE_ANNOTATION = "aipolicy.dev/autoscaling-paused"
@@ -71,11 +73,13 @@ EVALUATED_AT = "scaling_evaluated_at"
 NEXT_EVALUATION = "next_scaling_evaluation"
 QUIET_INPUTS = "quiet_inputs"
 NEVER = datetime.max.replace(tzinfo=UTC)
+SECRET_RECHECK = timedelta(seconds=5)
 WARN_WHEN: dict[str, ConditionStatus] = {
     "Ready": "False",
     "MetricsAvailable": "False",
     "CapacityAvailable": "False",
     "Degraded": "True",
+    "SecretsAvailable": "False",
 }
 
 
@@ -361,6 +365,15 @@ async def reconcile_inference_service(
     else:
         conditions.set("Degraded", "False", "NotDegraded", "the service runs with its normal settings")
     _set_ready(isvc, status, conditions, pods, mode)
+    chain = _chain(policy)
+    if referenced(isvc, chain):
+        verdict = await _secrets_verdict(rt, isvc, chain, now)
+        if verdict is not None:
+            conditions.set("SecretsAvailable", verdict.status, verdict.reason, verdict.message)
+            if verdict.own_missing:
+                conditions.set("Ready", "False", verdict.reason, verdict.message)
+        # a Secret created later must show without waiting for another change of inputs
+        memo[NEXT_EVALUATION] = min(memo.get(NEXT_EVALUATION, NEVER), now + SECRET_RECHECK)
     if mode_changed:
         conditions.told_elsewhere("Degraded")  # by the mode event
     conditions.post_changes(body, WARN_WHEN)
@@ -429,6 +442,25 @@ async def _reconcile_gateway(
         logger.warning("gateway of %s not reconciled: %s %s", namespace, error.status, error.reason)
         return
     rt.gateway_applied[namespace] = wanted
+
+
+async def _secrets_verdict(
+    rt: Runtime, isvc: InferenceService, chain: list[FallbackStep], now: datetime
+) -> SecretsVerdict | None:
+    """From what the namespace's gateway reports (the operator reads no Secret). None when
+    Prometheus cannot say: the condition keeps its last value."""
+    if rt.prometheus is None:
+        return None
+    at = aligned(now, SECRET_RECHECK)  # one query per reason for every service at once
+    problems: dict[str, str] = {}
+    for reason in reversed(SECRET_REASONS):  # the worst reason last, so it wins
+        result = await rt.prometheus.grouped(presets.secret_problems(reason), at)
+        if result.error is not None:
+            return None
+        for (namespace, secret), _ in result.values.items():
+            if namespace == isvc.metadata.namespace:
+                problems[secret] = reason
+    return secrets_verdict(isvc, chain, problems)
 
 
 async def _reconcile_disruption_budget(

@@ -271,3 +271,12 @@ def gpu_hours(window: str, step_seconds: int = 5, resource_name: str = "nvidia.c
     open_left = max(round(parse_duration(window).total_seconds() * 1000) - 1, 1)
     held = gpus_held(resource_name)
     return f"sum_over_time(({held})[{open_left}ms:{step_seconds}s]) * {step_seconds / 3600:.9f}"
+
+
+def secret_problems(reason: str) -> str:
+    """The Secrets the gateway of each namespace reports with `reason`, as (namespace, service)
+    series whose `service` is the Secret's name (so the grouped reader keys them)."""
+    return (
+        f"max by ({BY}) (label_replace("
+        f'aipolicy_gateway_secret_problem{{reason="{reason}"}} == 1, "service", "$1", "secret", "(.+)"))'
+    )
