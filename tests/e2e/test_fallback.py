@@ -115,6 +115,9 @@ def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
 
+GATEWAY_SELECTOR = {"app.kubernetes.io/name": "aipolicy-gateway"}
+
+
 def _front_door(cluster: Cluster, namespace: str, name: str = LARGE) -> dict[str, Any]:
     return dict((cluster.get("service", name, namespace) or {}).get("spec") or {})
 
@@ -402,16 +405,19 @@ def test_an_outage_without_a_healthy_in_cluster_fallback_goes_to_the_provider(
     message = _condition(status, "FallbackActive")["message"]
     assert f"service/{SMALL} is unhealthy" in message, message
 
-    def external() -> dict[str, Any] | None:
-        spec = _front_door(cluster, namespace)
-        return spec if spec.get("type") == "ExternalName" else None
+    # A provider in the chain makes the front door L7 from the start (the gateway calls the
+    # provider with its key, path and model name, which an ExternalName never could): the
+    # Service keeps its name and selects the gateway's pods; only the backend it names moves.
+    def on_the_provider() -> dict[str, Any] | None:
+        door = cluster.get("service", LARGE, namespace) or {}
+        annotations = door.get("metadata", {}).get("annotations") or {}
+        return door if annotations.get("aipolicy.dev/active-backend") == "provider/api.openai.com" else None
 
-    door = wait_until("an ExternalName front door", external, timeout=30)
-    assert door["externalName"] == "api.openai.com"
-    assert "selector" not in door
+    door = wait_until("the front door naming the provider", on_the_provider, timeout=30)
+    assert door["spec"]["type"] == "ClusterIP"
+    assert door["spec"]["selector"] == GATEWAY_SELECTOR
+    assert door["metadata"]["annotations"]["aipolicy.dev/front-door"] == "gateway"
     assert _pods_of(cluster, namespace, SMALL), "the small model's pod exists, Pending"
-    # (EndpointSlices are not checked here: clients resolve an ExternalName by DNS, and the
-    # EndpointSlice controller leaves the slices it made while the Service had a selector.)
 
     def provider_mode() -> dict[str, Any] | None:
         isvc = _status(cluster, "inferenceservice", LARGE, namespace)
@@ -420,16 +426,18 @@ def test_an_outage_without_a_healthy_in_cluster_fallback_goes_to_the_provider(
     isvc = wait_until("the InferenceService on the provider", provider_mode, timeout=30)
     assert isvc["mode"] == "Fallback"
 
-    # and back: an ExternalName front door becomes a ClusterIP selecting the large model again
+    # and back: still the gateway's Service, now naming the large model's own pods
     simulator.clear_fault(namespace, LARGE)
-    wait_until(
-        "the front door back on the large model",
-        lambda: (
-            _front_door(cluster, namespace).get("type") == "ClusterIP"
-            and _points_at(cluster, namespace, LARGE)
-        ),
-        timeout=90,
-    )
+
+    def back_on_the_large_model() -> bool:
+        door = cluster.get("service", LARGE, namespace) or {}
+        annotations = door.get("metadata", {}).get("annotations") or {}
+        return (
+            annotations.get("aipolicy.dev/active-backend") == f"service/{LARGE}"
+            and door["spec"].get("selector") == GATEWAY_SELECTOR
+        )
+
+    wait_until("the front door back on the large model", back_on_the_large_model, timeout=90)
     assert _status(cluster, "fallbackpolicy", POLICY, namespace)["transitions"] == 2
 
 

@@ -612,3 +612,69 @@ def test_overflow_sends_the_excess_of_a_burst_to_the_provider(
     assert all(
         a[1]["x-aipolicy-mode"] == "Overflow" for a in answers if a[1]["x-aipolicy-backend"] != "service/chat"
     )
+
+
+def test_a_missing_secret_shows_in_the_services_conditions_without_the_operator_reading_secrets(
+    cluster: Cluster,
+    namespace: str,
+    prometheus: Prometheus,
+    simulator: Simulator,
+    gateway: GatewayFactory,
+    operator_process: OperatorFactory,
+) -> None:
+    """The gateway (whose Role gets only the named Secrets) checks them and exports
+    aipolicy_gateway_secret_problem; the operator, which has no Secret permission at all (it
+    runs with manifests/base/rbac.yaml), reads that from Prometheus into SecretsAvailable and,
+    for the service's own key, Ready."""
+    _provider(simulator, namespace, "nokey")
+    cluster.apply(_provider_service("nokey", simulator, namespace, secret="missing-key"), namespace)
+    gw = gateway(namespace, ["missing-key"])
+    operator_process(namespace)
+    # before any request: the gateway checks what the namespace names
+    wait_until(
+        "the gateway reporting the missing Secret",
+        lambda: (
+            gw.metric(
+                "aipolicy_gateway_secret_problem",
+                namespace=namespace,
+                secret="missing-key",
+                reason="SecretNotFound",
+            )
+            == 1
+        ),
+        timeout=30,
+    )
+
+    def condition(type_: str, status: str) -> dict[str, Any] | None:
+        isvc = cluster.get("inferenceservice", "nokey", namespace) or {}
+        for c in (isvc.get("status") or {}).get("conditions") or []:
+            if c["type"] == type_ and c["status"] == status:
+                return dict(c)
+        return None
+
+    missing = wait_until("SecretsAvailable False", lambda: condition("SecretsAvailable", "False"), timeout=90)
+    assert missing["reason"] == "SecretNotFound"
+    assert f"Secret {namespace}/missing-key" in missing["message"]
+    assert "spec.provider.apiKeySecret" in missing["message"]
+    ready = wait_until("Ready False", lambda: condition("Ready", "False"), timeout=30)
+    assert ready["reason"] == "SecretNotFound"
+    # the operator never read it: it cannot
+    denied = cluster.kubectl(
+        "auth",
+        "can-i",
+        "get",
+        "secrets",
+        "-n",
+        namespace,
+        "--as=system:serviceaccount:aipolicy-system:aipolicy",
+        check=False,
+    )
+    assert denied.stdout.strip() == "no"
+
+    cluster.apply(_secret("missing-key", KEY), namespace)
+    found = wait_until("SecretsAvailable True", lambda: condition("SecretsAvailable", "True"), timeout=90)
+    assert found["reason"] == "SecretsFound"
+    assert (
+        wait_until("Ready True", lambda: condition("Ready", "True"), timeout=30)["reason"]
+        == "ProviderConfigured"
+    )

@@ -197,7 +197,7 @@ REFUSED = [
     ("create", "pods", "default"),
     ("delete", "pods", "default"),
     ("create", "pods/exec", "default"),
-    ("delete", "services", "default"),
+    ("delete", "configmaps", "default"),
     ("update", "deployments.apps", "default"),
     ("create", "statefulsets.apps", "default"),
     ("create", "jobs.batch", "default"),
@@ -209,7 +209,9 @@ REFUSED = [
     ("create", "clusterroles.rbac.authorization.k8s.io", None),
     ("bind", "clusterroles.rbac.authorization.k8s.io", None),
     ("escalate", "clusterroles.rbac.authorization.k8s.io", None),
-    ("create", "rolebindings.rbac.authorization.k8s.io", "default"),
+    ("escalate", "roles.rbac.authorization.k8s.io/admin", "default"),
+    ("bind", "roles.rbac.authorization.k8s.io/admin", "default"),
+    ("update", "roles.rbac.authorization.k8s.io", "default"),
     ("create", "serviceaccounts/token", "aipolicy-system"),
     ("impersonate", "users", None),
     ("impersonate", "serviceaccounts", "aipolicy-system"),
@@ -222,6 +224,9 @@ GRANTED = [
     ("create", "deployments.apps", "default"),
     ("patch", "services", "default"),
     ("create", "events", "default"),
+    # the namespace's gateway: its Role may grant get on named Secrets only through these two
+    ("escalate", "roles.rbac.authorization.k8s.io/aipolicy-gateway", "default"),
+    ("bind", "roles.rbac.authorization.k8s.io/aipolicy-gateway", "default"),
 ]
 # every resource the account may touch in any way (the whole of rbac.yaml, plus what every
 # authenticated user may do); anything else in `kubectl auth can-i --list` fails the test
@@ -235,6 +240,11 @@ ALLOWED_RESOURCES = {
     "deployments.apps",
     "services",
     "pods",
+    "poddisruptionbudgets.policy",
+    # each namespace's gateway: its ServiceAccount, Role and RoleBinding
+    "serviceaccounts",
+    "roles.rbac.authorization.k8s.io",
+    "rolebindings.rbac.authorization.k8s.io",
     "events",
     "events.events.k8s.io",
     "namespaces",

@@ -113,3 +113,15 @@ def test_the_operator_flag_names_a_preset() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--metrics-preset", "triton"])
     assert set(presets.PRESETS) == {"vllm", "vllm-legacy", "sglang", "tgi"}
+
+
+def test_error_rate_reads_the_gateways_5xx_per_serving_backend_before_the_model_servers() -> None:
+    query = presets.error_rate(presets.VLLM, "1m")
+    gateway, _, model_server = query.partition(" or ((")
+    assert 'aipolicy_gateway_requests_total{backend=~"service/.+", code=~"5.."}[1m]' in gateway
+    # the serving backend's name becomes `service`: a fallback's 502s count against it
+    assert (
+        'label_replace(rate(aipolicy_gateway_requests_total{backend=~"service/.+"}[1m]), "service"' in gateway
+    )
+    assert "> 0" in gateway  # no traffic through the gateway falls back to the pods' counters
+    assert "vllm:request_success_total" in model_server and "vllm" not in gateway

@@ -165,11 +165,20 @@ class TestChildren:
         fallback = children.front_door(_model(), Backend(service="small"))
         assert fallback["spec"]["selector"] == {"aipolicy.dev/service": "small"}
         assert fallback["metadata"]["name"] == "big"
+        # a provider can only be reached through the gateway (key, path, model name): the
+        # front door keeps its name and port and selects the gateway's pods, never an ExternalName
         provider = children.front_door(_model(), Backend.provider("https://api.openai.com/v1"))
-        assert (
-            provider["spec"]["type"] == "ExternalName"
-            and provider["spec"]["externalName"] == "api.openai.com"
-        )
+        assert provider["spec"]["type"] == "ClusterIP"
+        assert provider["spec"]["selector"] == {"app.kubernetes.io/name": "aipolicy-gateway"}
+        assert provider["spec"]["ports"][0]["targetPort"] == 8000
+        assert provider["metadata"]["name"] == "big"
+
+    def test_an_l7_front_door_selects_the_gateway_whatever_the_backend(self) -> None:
+        door = children.front_door(_model(), Backend(service="big"), via_gateway=True)
+        assert door["spec"]["selector"] == {"app.kubernetes.io/name": "aipolicy-gateway"}
+        port = door["spec"]["ports"][0]
+        assert (port["port"], port["targetPort"]) == (_model().spec.serving.port, 8000)  # type: ignore[union-attr]
+        assert door["metadata"]["annotations"]["aipolicy.dev/front-door"] == "gateway"
 
 
 def _pod(

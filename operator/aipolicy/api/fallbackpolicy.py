@@ -66,7 +66,7 @@ class ProviderBackend(ApiModel):
     """An OpenAI-compatible API to send traffic to."""
 
     url: str = Field(pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]+)?(/.*)?$", max_length=2048)
-    """The API's base URL; the front door becomes an ExternalName to its host."""
+    """The API's base URL; the target's front door goes through the aipolicy gateway, which calls it."""
     model: str | None = Field(default=None, max_length=256)
     """The provider's model name."""
     api_key_secret: str | None = Field(default=None, max_length=253)

@@ -158,7 +158,7 @@ class Serving(ApiModel):
 
 
 class Provider(ApiModel):
-    """A model behind an OpenAI-compatible API; no pods, the front door is an ExternalName."""
+    """A model behind an OpenAI-compatible API; no pods, the front door is the namespace's aipolicy gateway."""
 
     url: str = Field(pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]+)?(/.*)?$", max_length=2048)
     """The API's base URL, such as https://api.openai.com/v1."""

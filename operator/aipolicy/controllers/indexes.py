@@ -132,6 +132,12 @@ def inferenceservices_by_key(
     return {(namespace, name): slim_resource(body)}
 
 
+@kopf.index("aipolicy.dev", "v1alpha1", "inferenceservices")  # type: ignore[arg-type]
+def inferenceservices_by_namespace(namespace: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """Every service of a namespace: whether the namespace needs its gateway depends on all."""
+    return {namespace: slim_resource(body)}
+
+
 @kopf.index("aipolicy.dev", "v1alpha1", "aibudgets")  # type: ignore[arg-type]
 def aibudgets_by_namespace(namespace: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
     return {namespace: slim_resource(body)}

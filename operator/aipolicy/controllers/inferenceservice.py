@@ -12,14 +12,15 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from aipolicy.api.common import ConditionStatus, LabelSelector, json_dict, parse_duration
-from aipolicy.api.fallbackpolicy import FallbackPolicySpec, FallbackPolicyStatus
+from aipolicy.api.fallbackpolicy import FallbackPolicySpec, FallbackPolicyStatus, FallbackStep
 from aipolicy.api.inferenceservice import (
     ColdStart,
     InferenceService,
@@ -33,7 +34,9 @@ from aipolicy.controllers import economics, metrics, slo
 from aipolicy.controllers.events import StatusConditions, report_invalid_spec, status_differs, write_status
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
+from aipolicy.gateway import manifests as gateway_manifests
 from aipolicy.kube import children
+from aipolicy.kube import gateway as namespace_gateway
 from aipolicy.kube.children import HASH_ANNOTATION, Backend
 from aipolicy.observe import presets
 from aipolicy.observe.absence import absent_or
@@ -48,6 +51,7 @@ from aipolicy.observe.unschedulable import UNSCHEDULABLE
 from aipolicy.policy.coldstart import ColdStartSample, lead_time, measure_cold_starts
 from aipolicy.policy.conflicts import governing_policy
 from aipolicy.policy.cycles import aligned
+from aipolicy.policy.frontdoor import l7_reason
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import (
     ScalingMemory,
@@ -56,6 +60,8 @@ from aipolicy.policy.scaling import (
     decide_replicas,
     reported_change,
 )
+from aipolicy.policy.secrets import REASONS as SECRET_REASONS
+from aipolicy.policy.secrets import SecretsVerdict, referenced, secrets_verdict
 from aipolicy.policy.spend import display_money
 
 PAUSE_ANNOTATION = "aipolicy.dev/autoscaling-paused"
@@ -67,11 +73,13 @@ EVALUATED_AT = "scaling_evaluated_at"
 NEXT_EVALUATION = "next_scaling_evaluation"
 QUIET_INPUTS = "quiet_inputs"
 NEVER = datetime.max.replace(tzinfo=UTC)
+SECRET_RECHECK = timedelta(seconds=5)
 WARN_WHEN: dict[str, ConditionStatus] = {
     "Ready": "False",
     "MetricsAvailable": "False",
     "CapacityAvailable": "False",
     "Degraded": "True",
+    "SecretsAvailable": "False",
 }
 
 
@@ -251,11 +259,16 @@ async def reconcile_inference_service(
     deployments_by_service: kopf.Index[Key, dict[str, Any]],
     services_by_service: kopf.Index[Key, dict[str, Any]],
     disruption_budgets_by_service: kopf.Index[Key, dict[str, Any]],
+    inferenceservices_by_namespace: kopf.Index[str, dict[str, Any]],
     **_: Any,
 ) -> None:
     rt: Runtime = memo["runtime"]
     now = datetime.now(UTC)
     key = (namespace, name)
+    # before the quiet-inputs skip: the namespace's gateway depends on its other services
+    await _reconcile_gateway(
+        rt, namespace, inferenceservices_by_namespace.get(namespace, []), fallbackpolicies_by_target, logger
+    )
     inputs = _inputs(
         body,
         aibudgets_by_namespace.get(namespace, []),
@@ -283,11 +296,9 @@ async def reconcile_inference_service(
         isvc.spec.serving.gpu.resource_name if isvc.spec.serving else "nvidia.com/gpu",
     )
     pods = with_creation_failure(pods, one(deployments_by_service, key))
-    mode = decide_mode(
-        isvc,
-        list(aibudgets_by_namespace.get(namespace, [])),
-        governing_policy(list(fallbackpolicies_by_target.get(key, []))),
-    )
+    policy = governing_policy(list(fallbackpolicies_by_target.get(key, [])))
+    mode = decide_mode(isvc, list(aibudgets_by_namespace.get(namespace, [])), policy)
+    via_gateway = l7_reason(isvc, _chain(policy)) is not None
 
     if isvc.spec.serving is not None:
         wrote = await _reconcile_serving(
@@ -323,13 +334,14 @@ async def reconcile_inference_service(
             "an API-backed service has no replicas to scale",
         )
 
-    front_door = _with_hash(children.front_door(isvc, mode.backend))
+    front_door = _with_hash(children.front_door(isvc, mode.backend, via_gateway=via_gateway))
     observed_door = one(services_by_service, key)
     if _applied_hash(observed_door) != _applied_hash(front_door):
         wrote = True
         await rt.kube.apply(front_door)
         if observed_door is not None:
-            logger.info("front door %s now points at %s", name, mode.backend.describe())
+            via = " through the gateway" if via_gateway else ""
+            logger.info("front door %s now points at %s%s", name, mode.backend.describe(), via)
 
     mode_changed = status.mode != mode.mode
     if mode_changed:
@@ -357,6 +369,15 @@ async def reconcile_inference_service(
     else:
         conditions.set("Degraded", "False", "NotDegraded", "the service runs with its normal settings")
     _set_ready(isvc, status, conditions, pods, mode)
+    chain = _chain(policy)
+    if referenced(isvc, chain):
+        verdict = await _secrets_verdict(rt, isvc, chain, now)
+        if verdict is not None:
+            conditions.set("SecretsAvailable", verdict.status, verdict.reason, verdict.message)
+            if verdict.own_missing:
+                conditions.set("Ready", "False", verdict.reason, verdict.message)
+        # a Secret created later must show without waiting for another change of inputs
+        memo[NEXT_EVALUATION] = min(memo.get(NEXT_EVALUATION, NEVER), now + SECRET_RECHECK)
     if mode_changed:
         conditions.told_elsewhere("Degraded")  # by the mode event
     conditions.post_changes(body, WARN_WHEN)
@@ -375,6 +396,79 @@ async def reconcile_inference_service(
         # Only a pass that wrote nothing marks its inputs quiet: after a write, the next tick
         # runs in full and sees it landed (a status patch that failed is retried, not skipped).
         memo[QUIET_INPUTS] = inputs
+
+
+def _chain(policy: Mapping[str, Any] | None) -> list[FallbackStep]:
+    """The governing policy's chain; none for no policy or one whose spec does not parse (its
+    own controller reports that)."""
+    if policy is None:
+        return []
+    try:
+        return FallbackPolicySpec.model_validate(policy.get("spec") or {}).chain
+    except ValueError:
+        return []
+
+
+async def _reconcile_gateway(
+    rt: Runtime,
+    namespace: str,
+    services: Iterable[Mapping[str, Any]],
+    policies_by_target: kopf.Index[Key, dict[str, Any]],
+    logger: kopf.Logger,
+) -> None:
+    """Apply the namespace's gateway while a service needs L7, delete it when none does.
+
+    Once per tick per namespace, and only when what it should look like changed (owners,
+    Secrets) since the last apply: a namespace of a thousand services costs one pass per tick.
+    """
+    checked = time.monotonic()
+    if checked - rt.gateway_checked.get(namespace, float("-inf")) < TICK / 2:
+        return
+    rt.gateway_checked[namespace] = checked
+    parsed: list[tuple[InferenceService, list[FallbackStep]]] = []
+    for body in services:
+        isvc = read(InferenceService, body)
+        if isinstance(isvc, InferenceService) and not body.get("metadata", {}).get("deletionTimestamp"):
+            policy = governing_policy(list(policies_by_target.get((namespace, isvc.metadata.name), [])))
+            parsed.append((isvc, _chain(policy)))
+    need = namespace_gateway.gateway_need(parsed)
+    wanted = need if need.owners else None
+    if namespace in rt.gateway_applied and rt.gateway_applied[namespace] == wanted:
+        return
+    rt.gateway_applied.pop(namespace, None)  # until this pass succeeds
+    try:
+        if wanted is not None:
+            for manifest in namespace_gateway.gateway_objects(namespace, rt.gateway_image, wanted):
+                await rt.kube.apply(manifest)
+            owners = ", ".join(name for name, _ in wanted.owners)
+            logger.info("gateway of %s applied for %s", namespace, owners)
+        else:
+            for kind in reversed(namespace_gateway.KINDS):
+                await rt.kube.delete(kind, namespace, gateway_manifests.NAME)
+    except ApiException as error:
+        # retried next tick; the services' own children must not wait on it
+        logger.warning("gateway of %s not reconciled: %s %s", namespace, error.status, error.reason)
+        return
+    rt.gateway_applied[namespace] = wanted
+
+
+async def _secrets_verdict(
+    rt: Runtime, isvc: InferenceService, chain: list[FallbackStep], now: datetime
+) -> SecretsVerdict | None:
+    """From what the namespace's gateway reports (the operator reads no Secret). None when
+    Prometheus cannot say: the condition keeps its last value."""
+    if rt.prometheus is None:
+        return None
+    at = aligned(now, SECRET_RECHECK)  # one query per reason for every service at once
+    problems: dict[str, str] = {}
+    for reason in reversed(SECRET_REASONS):  # the worst reason last, so it wins
+        result = await rt.prometheus.grouped(presets.secret_problems(reason), at)
+        if result.error is not None:
+            return None
+        for (namespace, secret), _ in result.values.items():
+            if namespace == isvc.metadata.namespace:
+                problems[secret] = reason
+    return secrets_verdict(isvc, chain, problems)
 
 
 async def _reconcile_disruption_budget(

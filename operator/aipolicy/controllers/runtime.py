@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from aipolicy.kube.client import Kube
+from aipolicy.kube.gateway import GatewayNeed
 from aipolicy.observe.presets import MetricNames
 from aipolicy.observe.prometheus import QueryCache
 
@@ -19,6 +20,16 @@ class Runtime:
     metric_names: MetricNames = field(default_factory=MetricNames)
     #: When an object was last evaluated, in memory: a restart only evaluates sooner.
     last_run: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    #: The image of the per-namespace gateway Deployments (the operator's own image by default).
+    gateway_image: str = field(
+        default_factory=lambda: os.environ.get("AIPOLICY_GATEWAY_IMAGE", "ghcr.io/aipolicy/aipolicy:0.1.0")
+    )
+    #: What each namespace's gateway was last made to look like (None: deleted). Empty after a
+    #: restart, which costs one idempotent apply or delete per namespace.
+    gateway_applied: dict[str, GatewayNeed | None] = field(default_factory=dict)
+    #: When each namespace's gateway was last checked (monotonic), so that a namespace of many
+    #: services checks once per tick, not once per service.
+    gateway_checked: dict[str, float] = field(default_factory=dict)
 
     @staticmethod
     def default_tick() -> float:

@@ -22,12 +22,17 @@ __all__ = [
     "referenced_secrets",
     "role",
     "role_binding",
+    "service",
     "service_account",
 ]
 
 NAME = "aipolicy-gateway"
 SECRETS_DIR = "/var/run/aipolicy/secrets"
 _LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/managed-by": "aipolicy"}
+#: The gateway pods' label: the gateway Service and every L7 front door select on it.
+SELECTOR = {"app.kubernetes.io/name": NAME}
+#: The port the gateway container listens on.
+PORT = 8000
 
 
 def referenced_secrets(
@@ -86,8 +91,23 @@ def role_binding(namespace: str) -> dict[str, Any]:
     }
 
 
+def service(namespace: str) -> dict[str, Any]:
+    """The Service `aipolicy-gateway`: one name for the namespace's gateway pods (its metrics are
+    scraped through it; front doors select the pods directly and keep their own names)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": _LABELS},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(SELECTOR),
+            "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
+        },
+    }
+
+
 def deployment(
-    namespace: str, image: str, secrets: list[str], *, replicas: int = 2, port: int = 8000
+    namespace: str, image: str, secrets: list[str], *, replicas: int = 2, port: int = PORT
 ) -> dict[str, Any]:
     volumes = [
         {
@@ -125,7 +145,7 @@ def deployment(
         "metadata": {"name": NAME, "namespace": namespace, "labels": _LABELS},
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
+            "selector": {"matchLabels": dict(SELECTOR)},
             "template": {
                 "metadata": {"labels": _LABELS},
                 "spec": {"serviceAccountName": NAME, "containers": [container], "volumes": volumes},

@@ -105,6 +105,16 @@ class GatewayMetrics:
         self.in_flight = Gauge(
             "aipolicy_gateway_requests_in_flight", "Requests at a backend now", _BY, registry=r
         )
+        # 1 per Secret a provider of the namespace names and the gateway cannot use, by why
+        # (SecretNotFound, SecretKeyMissing, SecretUnreadable): the operator reads it to
+        # report the Secret in the InferenceService's conditions without reading Secrets.
+        self.secret_problems = Gauge(
+            "aipolicy_gateway_secret_problem",
+            "Referenced Secrets the gateway cannot use (1), by reason; never a value",
+            ["namespace", "secret", "reason"],
+            registry=r,
+        )
+        self._secret_labels: set[tuple[str, str, str]] = set()
         # The LiteLLM preset, for API-backed services (what observe/presets.py reads).
         self.litellm_requests = Counter(
             "litellm_proxy_total_requests_metric",
@@ -137,6 +147,15 @@ class GatewayMetrics:
             buckets=LITELLM_BUCKETS,
             registry=r,
         )
+
+    def secret_state(self, namespace: str, problems: dict[str, str]) -> None:
+        """Exactly the current problems (secret -> reason) are exported; fixed ones vanish."""
+        now = {(namespace, secret, reason) for secret, reason in problems.items()}
+        for gone in self._secret_labels - now:
+            self.secret_problems.remove(*gone)
+        for labels in now:
+            self.secret_problems.labels(*labels).set(1)
+        self._secret_labels = now
 
     def answered(
         self,

@@ -21,9 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KEY_FIELD", "MissingSecretError", "SecretReader"]
+__all__ = ["KEY_FIELD", "MissingSecretError", "SecretReader", "problem_reason"]
 
 KEY_FIELD = "apiKey"
+
+
+def problem_reason(problem: str) -> str:
+    """The CamelCase reason of a problem message (the label the gateway exports and the
+    InferenceService condition's reason): the Secret is absent, or lacks a usable key."""
+    if "does not exist" in problem or "is not mounted" in problem:
+        return "SecretNotFound"
+    if "key" in problem:
+        return "SecretKeyMissing"
+    return "SecretUnreadable"
 
 
 class MissingSecretError(Exception):
@@ -55,6 +65,14 @@ class SecretReader:
         if cached.value is None:
             raise MissingSecretError(cached.problem or f"Secret {self.namespace}/{secret} is missing")
         return cached.value
+
+    async def problem(self, secret: str) -> str | None:
+        """What is wrong with the Secret (its name, never its value), or None when usable."""
+        try:
+            await self.key(secret)
+        except MissingSecretError as missing:
+            return str(missing)
+        return None
 
     async def _read(self, secret: str) -> tuple[str | None, str | None]:
         where = f"Secret {self.namespace}/{secret}"

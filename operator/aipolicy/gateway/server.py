@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from aipolicy.gateway import manifests
 from aipolicy.gateway.metrics import GatewayMetrics
 from aipolicy.gateway.routing import (
     Forward,
@@ -37,7 +38,7 @@ from aipolicy.gateway.routing import (
     known_models,
     route,
 )
-from aipolicy.gateway.secrets import MissingSecretError, SecretReader
+from aipolicy.gateway.secrets import MissingSecretError, SecretReader, problem_reason
 from aipolicy.gateway.state import KINDS, Store, Watcher
 
 __all__ = ["BACKEND_HEADER", "MODE_HEADER", "Gateway", "GatewayOptions", "serve"]
@@ -51,6 +52,7 @@ STEERING_PREFIXES = ("x-aipolicy-",)
 COMPLETION_PATHS = ("chat/completions", "completions")
 PATHS = (*COMPLETION_PATHS, "embeddings")
 NONE = "-"  # the backend label of a request no backend saw
+SECRET_CHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -111,6 +113,7 @@ class Gateway:
         self.pod_in_flight: dict[str, int] = {}
         self.waiting: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._secret_checks: asyncio.Task[None] | None = None
 
     @property
     def namespace(self) -> str:
@@ -120,10 +123,41 @@ class Gateway:
         # Keep-alive below vLLM's 5 s so a pooled socket is never one the server just closed.
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        self._secret_checks = asyncio.create_task(self._check_secrets())
 
     async def close(self) -> None:
+        if self._secret_checks is not None:
+            self._secret_checks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._secret_checks
         if self._session is not None:
             await self._session.close()
+
+    async def check_secrets_once(self) -> dict[str, str]:
+        """Every Secret the namespace's providers name, checked (cached reads); the problems
+        exported as aipolicy_gateway_secret_problem. Returns secret -> reason."""
+        names = manifests.referenced_secrets(
+            self.store.objects["inferenceservices"].values(), self.store.objects["fallbackpolicies"].values()
+        )
+        problems: dict[str, str] = {}
+        for name in names:
+            problem = await self.secrets.problem(name)
+            if problem is not None:
+                problems[name] = problem_reason(problem)
+        self.metrics.secret_state(self.namespace, problems)
+        return problems
+
+    async def _check_secrets(self) -> None:
+        """Before any request needs them: a missing Secret shows in the service's conditions
+        while nobody calls it yet. On every change of the objects, and every few seconds (a
+        Secret created later)."""
+        while True:
+            try:
+                await self.check_secrets_once()
+            except Exception:  # a failing check must not stop the next one
+                log.exception("checking the referenced Secrets failed")
+            await asyncio.sleep(1.0)  # at most once a second in a namespace of busy pods
+            await self.store.changed(SECRET_CHECK_SECONDS)
 
     def create_app(self) -> web.Application:
         app = web.Application(client_max_size=self.options.max_body_bytes)

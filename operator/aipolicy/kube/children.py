@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from aipolicy.api.common import API_VERSION
 from aipolicy.api.inferenceservice import InferenceService
+from aipolicy.gateway import manifests as gateway_manifests
 from aipolicy.kube import pod_spec as pod_spec_fields
 
 SERVICE_LABEL = "aipolicy.dev/service"
@@ -22,6 +23,10 @@ FIELD_MANAGER = "aipolicy"
 #: the manifest it would apply now tells whether an apply is needed, without keeping the
 #: child's whole body in memory.
 HASH_ANNOTATION = "aipolicy.dev/applied-hash"
+#: "selector" (L4: the Service selects the backend's pods) or "gateway" (L7).
+FRONT_DOOR_ANNOTATION = "aipolicy.dev/front-door"
+#: The front door's port for an API-backed service (it has no server port of its own).
+GATEWAY_SERVICE_PORT = 80
 
 
 def owner_reference(isvc: InferenceService) -> dict[str, Any]:
@@ -162,36 +167,39 @@ def disruption_budget(isvc: InferenceService) -> dict[str, Any]:
     }
 
 
-def front_door(isvc: InferenceService, backend: Backend) -> dict[str, Any]:
-    """The stable Service `<name>` clients call, pointed at the active backend."""
+def front_door(isvc: InferenceService, backend: Backend, *, via_gateway: bool = False) -> dict[str, Any]:
+    """The stable Service `<name>` clients call, pointed at the active backend.
+
+    L4 (a plain self-hosted service): its selector picks the active backend's pods. L7
+    (`via_gateway`, see policy/frontdoor.py): its selector picks the namespace's gateway pods,
+    which route each request to the active backend themselves; never an ExternalName, which
+    could carry neither the provider's path, key nor model name. A provider backend always
+    goes through the gateway.
+    """
     name = isvc.metadata.name
     meta = {
         "name": name,
         "namespace": isvc.metadata.namespace,
         "labels": {**MANAGED_BY, SERVICE_LABEL: name},
-        "annotations": {"aipolicy.dev/active-backend": backend.describe()},
+        "annotations": {
+            "aipolicy.dev/active-backend": backend.describe(),
+            FRONT_DOOR_ANNOTATION: "gateway" if via_gateway or backend.external_host else "selector",
+        },
         "ownerReferences": [owner_reference(isvc)],
     }
-    port = isvc.spec.serving.port if isvc.spec.serving else 443
-    if backend.external_host is not None:
-        spec: dict[str, Any] = {
-            "type": "ExternalName",
-            "externalName": backend.external_host,
-            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-        }
+    # the port clients already use: the server's, or plain HTTP for an API-backed service
+    port = isvc.spec.serving.port if isvc.spec.serving else GATEWAY_SERVICE_PORT
+    if via_gateway or backend.external_host is not None:
+        selector = dict(gateway_manifests.SELECTOR)
+        target_port = gateway_manifests.PORT
     else:
-        spec = {
-            "type": "ClusterIP",
-            "selector": {SERVICE_LABEL: backend.service or name},
-            "ports": [
-                {
-                    "name": "http",
-                    "port": port,
-                    "targetPort": backend.target_port or port,
-                    "protocol": "TCP",
-                }
-            ],
-        }
+        selector = {SERVICE_LABEL: backend.service or name}
+        target_port = backend.target_port or port
+    spec: dict[str, Any] = {
+        "type": "ClusterIP",
+        "selector": selector,
+        "ports": [{"name": "http", "port": port, "targetPort": target_port, "protocol": "TCP"}],
+    }
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
 

@@ -35,6 +35,7 @@ class Kube:
         self.apps = kubernetes.client.AppsV1Api()
         self.core = kubernetes.client.CoreV1Api()
         self.policy = kubernetes.client.PolicyV1Api()
+        self.rbac = kubernetes.client.RbacAuthorizationV1Api()
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply a child we own (Deployment, Service, PodDisruptionBudget); returns the
@@ -60,6 +61,16 @@ class Kube:
             response = self.policy.patch_namespaced_pod_disruption_budget(
                 meta["name"], meta["namespace"], manifest, **kwargs
             )
+        elif manifest["kind"] == "ServiceAccount":
+            response = self.core.patch_namespaced_service_account(
+                meta["name"], meta["namespace"], manifest, **kwargs
+            )
+        elif manifest["kind"] == "Role":
+            response = self.rbac.patch_namespaced_role(meta["name"], meta["namespace"], manifest, **kwargs)
+        elif manifest["kind"] == "RoleBinding":
+            response = self.rbac.patch_namespaced_role_binding(
+                meta["name"], meta["namespace"], manifest, **kwargs
+            )
         else:
             raise ValueError(f"cannot apply a {manifest['kind']}")
         stored: dict[str, Any] = json.loads(response.data)
@@ -79,6 +90,26 @@ class Kube:
         def delete() -> None:
             try:
                 self.policy.delete_namespaced_pod_disruption_budget(name, namespace)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+        await asyncio.to_thread(delete)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete one of the gateway's objects; already gone is fine."""
+        calls = {
+            "ServiceAccount": self.core.delete_namespaced_service_account,
+            "Role": self.rbac.delete_namespaced_role,
+            "RoleBinding": self.rbac.delete_namespaced_role_binding,
+            "Service": self.core.delete_namespaced_service,
+            "Deployment": self.apps.delete_namespaced_deployment,
+        }
+        call = calls[kind]
+
+        def delete() -> None:
+            try:
+                call(name, namespace)
             except ApiException as error:
                 if error.status != 404:
                     raise

@@ -46,6 +46,8 @@ class MetricNames:
     gateway_input_tokens: str = "litellm_input_tokens_metric_total"
     gateway_output_tokens: str = "litellm_output_tokens_metric_total"
     gateway_latency: str = "litellm_request_total_latency_metric"
+    #: aipolicy gateway's own counter, labelled code and backend (service/<name> or provider/<host>)
+    gateway_answers: str = "aipolicy_gateway_requests_total"
 
 
 # The names each server exports, as its own documentation and source give them:
@@ -169,8 +171,27 @@ def activity(names: MetricNames, window: str = "30s") -> str:
     )
 
 
+def _gateway_answers_by_backend(names: MetricNames, window: str, code: str | None) -> str:
+    """The aipolicy gateway's answers per serving InferenceService: its `backend` label
+    (service/<name>) becomes `service`, so a fallback's errors count against the service that
+    served them (the small model), not the one the client named."""
+    match = 'backend=~"service/.+"' + (f', code=~"{code}"' if code else "")
+    series = f"rate({names.gateway_answers}{{{match}}}[{window}])"
+    replaced = f'label_replace({series}, "service", "$1", "backend", "service/(.+)")'
+    return f"sum by ({BY}) ({replaced})"
+
+
 def error_rate(names: MetricNames, window: str) -> str:
-    """The failing share of finished requests, self-hosted and gateway alike."""
+    """The failing share of finished requests.
+
+    A service served through the aipolicy gateway is read from the gateway's own counter
+    first (5xx answers, 502 for a backend refusing connections included: the model server's
+    counters never see a request that did not reach it); `or` keeps the model server's (and
+    the LiteLLM preset's) ratio for services the gateway does not serve.
+    """
+    gateway_total = _gateway_answers_by_backend(names, window, None)
+    # no 5xx series yet is a zero error rate, not an absent one
+    gateway_failed = f"({_gateway_answers_by_backend(names, window, '5..')} or {gateway_total} * 0)"
     failed = (
         f"sum by ({BY}) (rate({names.requests_failed}[{window}]))"
         f" or sum by ({BY}) (rate({names.gateway_failures}[{window}]))"
@@ -179,7 +200,9 @@ def error_rate(names: MetricNames, window: str) -> str:
         f"sum by ({BY}) (rate({names.requests_finished}[{window}]))"
         f" or sum by ({BY}) (rate({names.gateway_requests}[{window}]))"
     )
-    return f"({failed}) / ({total})"
+    # `> 0`: a service the gateway no longer sends to (its traffic is on a fallback) would give
+    # 0/0 = NaN, which would hide its pods' own counters from the recovery probe
+    return f"({gateway_failed} / ({gateway_total} > 0)) or (({failed}) / ({total}))"
 
 
 def token_increase(names: MetricNames, which: str, window: str) -> str:
@@ -285,4 +308,13 @@ def requests_failed(names: MetricNames, window: str) -> str:
         f"sum by ({BY}) (increase({names.requests_failed}[{window}]))"
         f' or sum by ({BY}) (increase(aipolicy_gateway_requests_total{{code=~"5.."}}[{window}]))'
         f" or sum by ({BY}) (increase({names.gateway_failures}[{window}]))"
+    )
+
+
+def secret_problems(reason: str) -> str:
+    """The Secrets the gateway of each namespace reports with `reason`, as (namespace, service)
+    series whose `service` is the Secret's name (so the grouped reader keys them)."""
+    return (
+        f"max by ({BY}) (label_replace("
+        f'aipolicy_gateway_secret_problem{{reason="{reason}"}} == 1, "service", "$1", "secret", "(.+)"))'
     )
