@@ -857,11 +857,13 @@ def test_kubectl_get_ai_lists_all_three_kinds_with_their_columns(cluster: Cluste
 
 
 def _row(cluster: Cluster, namespace: str, kind: str, name: str, *, wide: bool = False) -> dict[str, str]:
-    """One object's row of `kubectl get`, keyed by the headers (columns are 2+ spaces apart;
-    an empty value shows as <none>, never as a gap)."""
+    """One object's row of `kubectl get`, keyed by the headers. Values are cut at the headers'
+    offsets: kubectl aligns each value under its header, and leaves an absent one blank."""
     args = ["get", kind, name, "-n", namespace] + (["-o", "wide"] if wide else [])
     header, row = cluster.kubectl(*args).stdout.splitlines()[:2]
-    return dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", row.strip()), strict=True))
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    ends = [*starts[1:], None]
+    return {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, ends, strict=True)}
 
 
 def _leaf_paths(schema: dict[str, Any], prefix: str) -> list[str]:
