@@ -26,7 +26,6 @@ from tests.e2e.test_fallback import (
     GROUP_VERSION,
     L4,
     LARGE,
-    NO_SUCH_GPU,
     POLICY,
     SERVICE_LABEL,
     SMALL,
@@ -122,8 +121,12 @@ def test_a_gpu_shortage_switches_the_front_door(
     operator_process(namespace)
     cluster.apply(_isvc(SMALL, L4), namespace)
     _serving(cluster, namespace, SMALL)
-    # no node has this GPU: the scheduler leaves the large model's pod Unschedulable
-    cluster.apply(_isvc(LARGE, NO_SUCH_GPU), namespace)
+    # more GPUs than any A100 node has: the scheduler leaves the large model's pod Unschedulable
+    # for Insufficient nvidia.com/gpu (a GPU type no node has is a NodeAffinityMismatch, no
+    # shortage of GPUs: observe/unschedulable.py)
+    large = _isvc(LARGE, A100)
+    large["spec"]["serving"]["gpu"]["count"] = 8
+    cluster.apply(large, namespace)
     shortage = {"type": "GPUShortage", "for": "2s"}
     cluster.apply(_policy([{"inferenceService": SMALL}], [shortage], hold_for="5m"), namespace)
 
