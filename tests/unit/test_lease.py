@@ -183,3 +183,23 @@ def test_lease_names_split_the_namespaces_into_shards() -> None:
     assert len(long_name) <= 253
     assert long_name.startswith("aipolicy.shard-")
     assert long_name == lease_name(list(reversed(many)))
+
+
+def test_a_lease_deleted_under_a_live_holder_is_recreated_only_after_its_duration() -> None:
+    """Someone deletes the Lease by hand: its holder may still act until its deadline, so a
+    standby that saw it held waits a lease duration from the disappearance before creating."""
+    seen = decide(held_by("b"), None, "a", now=50.0, wall=WALL, timing=T).seen
+    gone = decide(None, seen, "a", now=52.0, wall=WALL, timing=T)
+    assert gone.action == "wait"
+    still = decide(None, gone.seen, "a", now=61.9, wall=WALL, timing=T)
+    assert still.action == "wait"
+    assert still.wait == pytest.approx(0.1)
+    assert decide(None, still.seen, "a", now=62.0, wall=WALL, timing=T).action == "create"
+
+
+def test_a_fresh_candidate_or_the_holder_itself_recreates_a_missing_lease_at_once() -> None:
+    assert decide(None, None, "a", now=50.0, wall=WALL, timing=T).action == "create"
+    ours = decide(held_by("a"), None, "a", now=50.0, wall=WALL, timing=T).seen
+    assert decide(None, ours, "a", now=51.0, wall=WALL, timing=T).action == "create"
+    released_seen = decide(held_by(""), None, "b", now=50.0, wall=WALL, timing=T).seen
+    assert decide(None, released_seen, "b", now=51.0, wall=WALL, timing=T).action == "create"

@@ -75,6 +75,10 @@ class Stored:
     version: str
 
 
+#: The version remembered for a Lease seen deleted.
+GONE = ""
+
+
 @dataclass(frozen=True)
 class Seen:
     """The last Lease we read and when, on our monotonic clock, it last changed."""
@@ -115,6 +119,15 @@ def decide(
     """
     duration = max(1, round(timing.lease_duration))
     if stored is None:
+        if seen is not None and seen.holder and seen.holder != me:
+            # Deleted under a live holder (by hand): that holder may act until its deadline,
+            # so the disappearance counts as its last sign of life, like a renewal.
+            gone_at = seen.changed_at if seen.version == GONE else now
+            observed = Seen(GONE, seen.holder, gone_at)
+            if now < gone_at + duration:
+                wait = min(timing.retry_period, gone_at + duration - now)
+                why = f"the lease of {seen.holder} was deleted: waiting out its duration"
+                return Decision("wait", None, None, observed, wait, why)
         fresh = LeaseSpec(me, duration, acquire_time=wall, renew_time=wall, transitions=0)
         return Decision("create", fresh, None, None, timing.retry_period, "no lease yet: creating it")
 
