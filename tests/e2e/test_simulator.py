@@ -4,12 +4,8 @@ queueing model answers to replicas, counters add up to the trace, faults show an
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 import time
 import urllib.request
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from aipolicy.sim.traffic import load_trace
@@ -228,62 +224,3 @@ def test_a_deleted_service_loses_its_targets_and_the_rest_go_on(
         raise AssertionError(f"{error}\npods:\n{pods}\nsimulator: {simulator.state()}") from None
     time.sleep(3)
     assert targets("stays"), "the other service's targets went too"
-
-
-def test_simulate_prints_its_table_for_the_trace() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aipolicy",
-            "simulate",
-            "--speedup",
-            "1",
-            "--policy",
-            "queue",
-            "--min",
-            "1",
-            "--max",
-            "8",
-            "--cold-start",
-            "60",
-            "--gpu-hour-rate",
-            "2.50",
-            "--ttft-slo",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
-    table = _table(result.stdout)
-    trace = load_trace()
-    # every request of the trace was served and counted
-    served = re.fullmatch(r"(\d+) \((\d+) / (\d+)\)", table["requests (ok / failed)"])
-    assert served, table
-    requests, ok, failed = (int(n) for n in served.groups())
-    assert requests == len(trace) and ok + failed == requests, table
-    # the run lasts the trace, plus the time its last requests took
-    duration = float(table["duration"].removesuffix(" s").replace(",", ""))
-    assert trace.duration <= duration <= trace.duration + 600, (trace.duration, table)
-    # cost is GPU-hours x the rate given, to the cent; GPU-hours are the mean replicas over time
-    gpu_hours = Decimal(table["GPU-hours"])
-    assert Decimal(table["cost @ 2.50/GPU-hour"]) == (gpu_hours * Decimal("2.50")).quantize(
-        Decimal("0.01"), rounding=ROUND_HALF_UP
-    )
-    peak, mean = (float(n) for n in table["replicas peak / mean"].split(" / "))
-    assert 1 <= mean <= peak <= 8, table  # within --min 1 and --max 8
-    assert abs(float(gpu_hours) - mean * duration / 3600) <= 0.01 * float(gpu_hours), table
-    # percentiles in order, and SLO minutes no more than the minutes the run had
-    for row in ("TTFT p50 / p95", "queue wait p50 / p95"):
-        p50, p95 = (float(v.removesuffix(" s")) for v in table[row].split(" / "))
-        assert 0 <= p50 <= p95, (row, table)
-    assert 0 <= int(table["SLO-violation minutes (p95 TTFT > 2 s)"]) <= duration / 60 + 1, table
-
-
-def _table(stdout: str) -> dict[str, str]:
-    """The rows of `aipolicy simulate`'s table (metric, two or more spaces, value)."""
-    lines = stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("metric ")) + 2
-    return dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines[start:] if line.strip())
