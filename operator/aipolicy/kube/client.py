@@ -19,6 +19,17 @@ from aipolicy.kube.children import FIELD_MANAGER
 
 APPLY = "application/apply-patch+yaml"
 
+#: The kinds the operator writes, by their API group attribute of :class:`Kube` and the resource
+#: part of the client's method names (``patch_namespaced_<resource>``, ``delete_namespaced_...``).
+OWNED_KINDS: dict[str, tuple[str, str]] = {
+    "Deployment": ("apps", "deployment"),
+    "Service": ("core", "service"),
+    "PodDisruptionBudget": ("policy", "pod_disruption_budget"),
+    "ServiceAccount": ("core", "service_account"),
+    "Role": ("rbac", "role"),
+    "RoleBinding": ("rbac", "role_binding"),
+}
+
 
 def load_config() -> None:
     """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config."""
@@ -37,6 +48,13 @@ class Kube:
         self.policy = kubernetes.client.PolicyV1Api()
         self.rbac = kubernetes.client.RbacAuthorizationV1Api()
 
+    def _call(self, verb: str, kind: str) -> Any:
+        """The client method that does `verb` (patch, delete) to a namespaced `kind` we own."""
+        if kind not in OWNED_KINDS:
+            raise ValueError(f"cannot {verb} a {kind}")
+        api, resource = OWNED_KINDS[kind]
+        return getattr(getattr(self, api), f"{verb}_namespaced_{resource}")
+
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply a child we own (Deployment, Service, PodDisruptionBudget); returns the
         object as stored."""
@@ -50,62 +68,22 @@ class Kube:
             "_content_type": APPLY,
             "_preload_content": False,
         }
-        response: Any  # an urllib3 response: _preload_content=False skips model decoding
-        if manifest["kind"] == "Deployment":
-            response = self.apps.patch_namespaced_deployment(
-                meta["name"], meta["namespace"], manifest, **kwargs
-            )
-        elif manifest["kind"] == "Service":
-            response = self.core.patch_namespaced_service(meta["name"], meta["namespace"], manifest, **kwargs)
-        elif manifest["kind"] == "PodDisruptionBudget":
-            response = self.policy.patch_namespaced_pod_disruption_budget(
-                meta["name"], meta["namespace"], manifest, **kwargs
-            )
-        elif manifest["kind"] == "ServiceAccount":
-            response = self.core.patch_namespaced_service_account(
-                meta["name"], meta["namespace"], manifest, **kwargs
-            )
-        elif manifest["kind"] == "Role":
-            response = self.rbac.patch_namespaced_role(meta["name"], meta["namespace"], manifest, **kwargs)
-        elif manifest["kind"] == "RoleBinding":
-            response = self.rbac.patch_namespaced_role_binding(
-                meta["name"], meta["namespace"], manifest, **kwargs
-            )
-        else:
-            raise ValueError(f"cannot apply a {manifest['kind']}")
+        call = self._call("patch", manifest["kind"])
+        # an urllib3 response: _preload_content=False skips model decoding
+        response: Any = call(meta["name"], meta["namespace"], manifest, **kwargs)
         stored: dict[str, Any] = json.loads(response.data)
         return stored
 
     async def delete_deployment(self, namespace: str, name: str) -> None:
-        def delete() -> None:
-            try:
-                self.apps.delete_namespaced_deployment(name, namespace)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-
-        await asyncio.to_thread(delete)
+        await self.delete("Deployment", namespace, name)
 
     async def delete_disruption_budget(self, namespace: str, name: str) -> None:
-        def delete() -> None:
-            try:
-                self.policy.delete_namespaced_pod_disruption_budget(name, namespace)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-
-        await asyncio.to_thread(delete)
+        await self.delete("PodDisruptionBudget", namespace, name)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
-        """Delete one of the gateway's objects; already gone is fine."""
-        calls = {
-            "ServiceAccount": self.core.delete_namespaced_service_account,
-            "Role": self.rbac.delete_namespaced_role,
-            "RoleBinding": self.rbac.delete_namespaced_role_binding,
-            "Service": self.core.delete_namespaced_service,
-            "Deployment": self.apps.delete_namespaced_deployment,
-        }
-        call = calls[kind]
+        """Delete a child we own (the gateway's objects, a Deployment, a PodDisruptionBudget);
+        already gone is fine."""
+        call = self._call("delete", kind)
 
         def delete() -> None:
             try:
