@@ -171,6 +171,13 @@ def activity(names: MetricNames, window: str = "30s") -> str:
     )
 
 
+def first_counter(function: str, window: str, *counters: str) -> str:
+    """`function` (rate, increase) of the first of `counters` that each service has, summed by
+    service: PromQL's `or` keeps, per service, the series of the left-most counter that has one
+    (the model servers' own before the gateways')."""
+    return " or ".join(f"sum by ({BY}) ({function}({counter}[{window}]))" for counter in counters)
+
+
 def _gateway_answers_by_backend(names: MetricNames, window: str, code: str | None) -> str:
     """The aipolicy gateway's answers per serving InferenceService: its `backend` label
     (service/<name>) becomes `service`, so a fallback's errors count against the service that
@@ -192,14 +199,8 @@ def error_rate(names: MetricNames, window: str) -> str:
     gateway_total = _gateway_answers_by_backend(names, window, None)
     # no 5xx series yet is a zero error rate, not an absent one
     gateway_failed = f"({_gateway_answers_by_backend(names, window, '5..')} or {gateway_total} * 0)"
-    failed = (
-        f"sum by ({BY}) (rate({names.requests_failed}[{window}]))"
-        f" or sum by ({BY}) (rate({names.gateway_failures}[{window}]))"
-    )
-    total = (
-        f"sum by ({BY}) (rate({names.requests_finished}[{window}]))"
-        f" or sum by ({BY}) (rate({names.gateway_requests}[{window}]))"
-    )
+    failed = first_counter("rate", window, names.requests_failed, names.gateway_failures)
+    total = first_counter("rate", window, names.requests_finished, names.gateway_requests)
     # `> 0`: a service the gateway no longer sends to (its traffic is on a fallback) would give
     # 0/0 = NaN, which would hide its pods' own counters from the recovery probe
     return f"({gateway_failed} / ({gateway_total} > 0)) or (({failed}) / ({total}))"
@@ -209,7 +210,7 @@ def token_increase(names: MetricNames, which: str, window: str) -> str:
     """Tokens processed in the window, self-hosted or through the gateway."""
     own = names.prompt_tokens if which == "input" else names.generation_tokens
     gateway = names.gateway_input_tokens if which == "input" else names.gateway_output_tokens
-    return f"sum by ({BY}) (increase({own}[{window}])) or sum by ({BY}) (increase({gateway}[{window}]))"
+    return first_counter("increase", window, own, gateway)
 
 
 def counter_growth(metric: str, window: str, lookback: str) -> str:
@@ -295,19 +296,19 @@ def idle_gpu_hours(
 
 def requests_finished(names: MetricNames, window: str) -> str:
     """Requests finished in the window: the model servers', else the gateway's (API-backed)."""
-    return (
-        f"sum by ({BY}) (increase({names.requests_finished}[{window}]))"
-        f" or sum by ({BY}) (increase(aipolicy_gateway_requests_total[{window}]))"
-        f" or sum by ({BY}) (increase({names.gateway_requests}[{window}]))"
+    return first_counter(
+        "increase", window, names.requests_finished, "aipolicy_gateway_requests_total", names.gateway_requests
     )
 
 
 def requests_failed(names: MetricNames, window: str) -> str:
     """Requests that failed in the window, counted where requests_finished counts them."""
-    return (
-        f"sum by ({BY}) (increase({names.requests_failed}[{window}]))"
-        f' or sum by ({BY}) (increase(aipolicy_gateway_requests_total{{code=~"5.."}}[{window}]))'
-        f" or sum by ({BY}) (increase({names.gateway_failures}[{window}]))"
+    return first_counter(
+        "increase",
+        window,
+        names.requests_failed,
+        'aipolicy_gateway_requests_total{code=~"5.."}',
+        names.gateway_failures,
     )
 
 

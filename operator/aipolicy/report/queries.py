@@ -13,17 +13,11 @@ _STEP = "15s"
 
 
 def requests(names: MetricNames, window: str) -> str:
-    return (
-        f"sum by ({BY}) (increase({names.requests_finished}[{window}]))"
-        f" or sum by ({BY}) (increase({names.gateway_requests}[{window}]))"
-    )
+    return presets.first_counter("increase", window, names.requests_finished, names.gateway_requests)
 
 
 def failed_requests(names: MetricNames, window: str) -> str:
-    return (
-        f"sum by ({BY}) (increase({names.requests_failed}[{window}]))"
-        f" or sum by ({BY}) (increase({names.gateway_failures}[{window}]))"
-    )
+    return presets.first_counter("increase", window, names.requests_failed, names.gateway_failures)
 
 
 def latency_quantile(histogram: str | None, quantile: float, window: str) -> str | None:
