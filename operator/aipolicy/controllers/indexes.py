@@ -13,7 +13,7 @@ kopf guarantees every index is fully populated before any resource handler runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -150,32 +150,26 @@ def fallbackpolicies_by_target(
     return {(namespace, str(spec.get("target", ""))): slim_resource(body)}
 
 
-@kopf.index("", "v1", "pods", labels={SERVICE_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
-def pods_by_service(
-    namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[Key, dict[str, Any]]:
-    return {(namespace, labels[SERVICE_LABEL]): slim_pod(body)}
+def _by_service(
+    group: str, version: str, plural: str, slim: Callable[[Mapping[str, Any]], dict[str, Any]], *, id: str
+) -> Callable[..., dict[Key, dict[str, Any]]]:
+    """Index one kind of the children the operator labels with their InferenceService, slimmed;
+    `id` is the index's name, the keyword the handlers take it by."""
+
+    def index(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+        return {(namespace, labels[SERVICE_LABEL]): slim(body)}
+
+    index.__name__ = index.__qualname__ = id
+    kopf.index(group, version, plural, labels={SERVICE_LABEL: kopf.PRESENT}, id=id)(index)  # type: ignore[arg-type]
+    return index
 
 
-@kopf.index("apps", "v1", "deployments", labels={SERVICE_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
-def deployments_by_service(
-    namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[Key, dict[str, Any]]:
-    return {(namespace, labels[SERVICE_LABEL]): slim_child(body)}
-
-
-@kopf.index("", "v1", "services", labels={SERVICE_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
-def services_by_service(
-    namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[Key, dict[str, Any]]:
-    return {(namespace, labels[SERVICE_LABEL]): slim_child(body)}
-
-
-@kopf.index("policy", "v1", "poddisruptionbudgets", labels={SERVICE_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
-def disruption_budgets_by_service(
-    namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[Key, dict[str, Any]]:
-    return {(namespace, labels[SERVICE_LABEL]): slim_child(body)}
+pods_by_service = _by_service("", "v1", "pods", slim_pod, id="pods_by_service")
+deployments_by_service = _by_service("apps", "v1", "deployments", slim_child, id="deployments_by_service")
+services_by_service = _by_service("", "v1", "services", slim_child, id="services_by_service")
+disruption_budgets_by_service = _by_service(
+    "policy", "v1", "poddisruptionbudgets", slim_child, id="disruption_budgets_by_service"
+)
 
 
 def one(index: kopf.Index[Any, Any], key: Any) -> Any | None:
