@@ -58,16 +58,9 @@ class ApiService:
         self.latency = Histogram(LITELLM_LATENCY_BUCKETS)
         self._rng = random.Random(seed)
         self._on_outcome = on_outcome
-        self._cursor: TrafficCursor | None = None
+        self.traffic: TrafficCursor | None = None  # the simulated arrivals to come
         self._flight: list[tuple[float, int, _InFlight]] = []
         self._seq = 0
-
-    def set_traffic(self, cursor: TrafficCursor | None) -> None:
-        self._cursor = cursor
-
-    @property
-    def traffic(self) -> TrafficCursor | None:
-        return self._cursor
 
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
@@ -78,7 +71,7 @@ class ApiService:
 
     @property
     def idle(self) -> bool:
-        return (self._cursor is None or self._cursor.exhausted) and not self._flight
+        return (self.traffic is None or self.traffic.exhausted) and not self._flight
 
     def _latency(self, r: Request) -> float:
         c = self.capacity
@@ -94,7 +87,7 @@ class ApiService:
         if t_end < self.now:
             raise ValueError(f"time goes forward only: {t_end} < {self.now}")
         while True:
-            t_arrival = self._cursor.peek_time() if self._cursor else math.inf
+            t_arrival = self.traffic.peek_time() if self.traffic else math.inf
             t_done = self._flight[0][0] if self._flight else math.inf
             t_next = min(t_arrival, t_done)
             if t_next > t_end:
@@ -104,8 +97,8 @@ class ApiService:
             while self._flight and self._flight[0][0] <= self.now:
                 _, _, item = heapq.heappop(self._flight)
                 self._complete(item)
-            if self._cursor is not None:
-                for r in self._cursor.take_until(self.now):
+            if self.traffic is not None:
+                for r in self.traffic.take_until(self.now):
                     self._start(r)
 
     def _start(self, r: Request, watcher: RequestWatcher | None = None) -> None:

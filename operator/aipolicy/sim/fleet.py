@@ -137,10 +137,8 @@ class Fleet:
         self, sid: ServiceId, source: TrafficSource | None, *, start: float | None = None
     ) -> None:
         """Attach (or with None, stop) traffic; it starts at ``start`` (default: now)."""
-        svc = self._ensure(sid)
-        svc.set_traffic(
-            None if source is None else TrafficCursor(source, self.now if start is None else start)
-        )
+        cursor = None if source is None else TrafficCursor(source, self.now if start is None else start)
+        self._ensure(sid).traffic = cursor
 
     def set_faults(self, sid: ServiceId, faults: Faults) -> None:
         self._ensure(sid).set_faults(faults)

@@ -197,7 +197,7 @@ class PodService:
         self._on_outcome = on_outcome
         self._queue: deque[_Seq] = deque()
         self._pods: dict[str, _Pod] = {}
-        self._cursor: TrafficCursor | None = None
+        self.traffic: TrafficCursor | None = None  # the simulated arrivals to come
         self._next_rid = 0
         self._rr = 0  # round-robin index for attributing fast failures to pods
         self._running = 0  # sequences on pods, kept incrementally for the Little's-law area
@@ -205,13 +205,6 @@ class PodService:
         self._watchers: dict[int, RequestWatcher] = {}  # real requests, by sequence id
 
     # --- what the owner tells the model -------------------------------------------------
-
-    def set_traffic(self, cursor: TrafficCursor | None) -> None:
-        self._cursor = cursor
-
-    @property
-    def traffic(self) -> TrafficCursor | None:
-        return self._cursor
 
     def set_faults(self, faults: Faults) -> None:
         """Switch faults at the current time; an outage starting fails queue and batch."""
@@ -261,7 +254,7 @@ class PodService:
         if t_end < self.now:
             raise ValueError(f"time goes forward only: {t_end} < {self.now}")
         while True:
-            t_arrival = self._cursor.peek_time() if self._cursor else math.inf
+            t_arrival = self.traffic.peek_time() if self.traffic else math.inf
             t_timeout = math.inf
             if self.queue_timeout_s is not None and self._queue:
                 t_timeout = self._queue[0].arrival + self.queue_timeout_s
@@ -276,8 +269,8 @@ class PodService:
                     if pod.next_t <= t_next:
                         self._departures(pod)
             self._expire_queue()
-            if self._cursor is not None:
-                self._arrive(self._cursor.take_until(self.now))
+            if self.traffic is not None:
+                self._arrive(self.traffic.take_until(self.now))
             self._admit()
 
     def _move_clock(self, t: float) -> None:
@@ -544,7 +537,7 @@ class PodService:
     @property
     def idle(self) -> bool:
         """Nothing queued, nothing running, no traffic left to come."""
-        no_traffic = self._cursor is None or self._cursor.exhausted
+        no_traffic = self.traffic is None or self.traffic.exhausted
         return no_traffic and not self._queue and self.running == 0
 
     def model_name(self) -> str:
