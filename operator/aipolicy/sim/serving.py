@@ -109,6 +109,28 @@ class _Watch:
             self.end.set_result((at, reason))
 
 
+@dataclass(frozen=True)
+class _Call:
+    """A request the model has accepted: what its answer says, and the service's counts."""
+
+    stats: ServingStats
+    options: ServingOptions
+    kind: str  # chat/completions, completions or embeddings
+    model: str
+    prompt: int
+    output: int
+    watch: _Watch
+
+    @property
+    def id(self) -> str:
+        return f"sim-{id(self.watch):x}"
+
+    def succeeded(self) -> None:
+        self.stats.succeeded += 1
+        self.stats.prompt_tokens += self.prompt
+        self.stats.completion_tokens += self.output
+
+
 def _error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return web.json_response(body, status=status)
@@ -234,12 +256,11 @@ class Serving:
         self.sim.fleet.submit(sid, prompt, output, watch)
         self._pending += 1
         self._ensure_pump()
+        call = _Call(stats, options, kind, str(model), prompt, output, watch)
         try:
             if stream:
-                return await self._stream(
-                    request, sid, stats, options, kind, str(model), prompt, output, watch, include_usage
-                )
-            return await self._whole(sid, stats, options, kind, str(model), prompt, output, watch)
+                return await self._stream(request, call, include_usage)
+            return await self._whole(call)
         except (asyncio.CancelledError, ConnectionResetError):
             stats.client_gone += 1
             self.sim.fleet.forget(sid, watch)
@@ -277,23 +298,12 @@ class Serving:
     def _usage(prompt: int, output: int) -> dict[str, int]:
         return {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output}
 
-    async def _whole(
-        self,
-        sid: ServiceId,
-        stats: ServingStats,
-        options: ServingOptions,
-        kind: str,
-        model: str,
-        prompt: int,
-        output: int,
-        watch: _Watch,
-    ) -> web.Response:
-        reason = await self._ended(watch)
+    async def _whole(self, call: _Call) -> web.Response:
+        kind, model, prompt, output = call.kind, call.model, call.prompt, call.output
+        reason = await self._ended(call.watch)
         if reason not in ("stop", "length"):
-            return self._failure(stats, options, reason)
-        stats.succeeded += 1
-        stats.prompt_tokens += prompt
-        stats.completion_tokens += output
+            return self._failure(call.stats, call.options, reason)
+        call.succeeded()
         created = int(time.time())
         if kind == "embeddings":
             return web.json_response(
@@ -314,7 +324,7 @@ class Serving:
             obj = "chat.completion"
         return web.json_response(
             {
-                "id": f"sim-{id(watch):x}",
+                "id": call.id,
                 "object": obj,
                 "created": created,
                 "model": model,
@@ -323,33 +333,22 @@ class Serving:
             }
         )
 
-    async def _stream(
-        self,
-        request: web.Request,
-        sid: ServiceId,
-        stats: ServingStats,
-        options: ServingOptions,
-        kind: str,
-        model: str,
-        prompt: int,
-        output: int,
-        watch: _Watch,
-        include_usage: bool,
-    ) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, call: _Call, include_usage: bool) -> web.StreamResponse:
+        kind, model, prompt, output, watch = call.kind, call.model, call.prompt, call.output, call.watch
         # Wait for the first token (or the end: a failure before any token is a plain error).
         waits: set[asyncio.Future[Any]] = {watch.first, watch.end}
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if not watch.first.done():
             reason = await self._ended(watch)
             if reason not in ("stop", "length"):
-                return self._failure(stats, options, reason)
+                return self._failure(call.stats, call.options, reason)
         first_at, per_token = watch.first.result() if watch.first.done() else (self.sim.now(), 0.0)
         await self._until(first_at)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        rid, created = f"sim-{id(watch):x}", int(time.time())
+        rid, created = call.id, int(time.time())
         obj = "text_completion" if kind == "completions" else "chat.completion.chunk"
 
         def chunk(i: int, last: bool) -> bytes:
@@ -372,15 +371,13 @@ class Serving:
 
         async for i in self._token_times(watch, first_at, per_token, output):
             if i < 0:  # the model failed the request mid-stream: an error event, as OpenAI's API does
-                stats.failed += 1
+                call.stats.failed += 1
                 error = {"error": {"message": "the model server failed mid-stream", "type": "server_error"}}
                 await response.write(f"data: {json.dumps(error)}\n\n".encode())
                 await response.write_eof()
                 return response
             await response.write(chunk(i, i == output - 1))
-        stats.succeeded += 1
-        stats.prompt_tokens += prompt
-        stats.completion_tokens += output
+        call.succeeded()
         if include_usage:
             usage = {
                 "id": rid,
