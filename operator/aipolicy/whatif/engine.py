@@ -29,6 +29,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from aipolicy.policy.serving import ServingProfile
 
@@ -45,8 +46,8 @@ E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 4
 class Request:
     """One request and how it went; times are seconds on the virtual clock."""
 
-    __slots__ = ("arrival", "backend", "done_at", "failed", "first_token_at", "output", "prompt", "queued_at",
-                 "reserved", "serial", "todo_output", "todo_prompt")  # fmt: skip
+    __slots__ = ("arrival", "backend", "done_at", "failed", "first_token_at", "output", "price", "prompt",
+                 "queued_at", "reserved", "serial", "todo_output", "todo_prompt", "via")  # fmt: skip
 
     def __init__(self, arrival: float, prompt: int, output: int, serial: int) -> None:
         self.arrival = arrival
@@ -61,6 +62,8 @@ class Request:
         self.done_at: float | None = None
         self.failed = False
         self.backend = "gpu"
+        self.price: tuple[Decimal, Decimal] | None = None  # an API's per-million prices, if priced
+        self.via = ""  # the gateway's backend label when not the service's own pods
 
     @property
     def ttft(self) -> float | None:
@@ -410,11 +413,14 @@ class Cluster:
         self._serial += 1
         self.counters.arrived += 1
         if self.overflow is not None:
-            # the SLO gateway: a replica it predicts best, or True to send it to the provider
+            # the gateway: a replica it predicts best, True when it sent the request to an API
+            # provider, False when it answered it itself (refused), None for the front door
             choice = self.overflow(self, req)
             if choice is True:
                 req.backend = "api"
                 self.api_requests.append(req)
+                return
+            if choice is False:
                 return
             if isinstance(choice, Replica) and not self.frontdoor:
                 choice.enqueue(req, arrival)
