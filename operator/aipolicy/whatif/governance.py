@@ -75,6 +75,8 @@ class GovernanceReport:
     fallback_switches: int
     fallback_history: tuple[tuple[float, str, str], ...]
     """(seconds into the run, the backend switched to, the reason) per switch."""
+    fallback_seconds: float
+    """Time the policy had a chain step serving (also while the mode says Degraded or Suspended)."""
     refused: Mapping[int, int]
     """Requests refused by the gateway, by HTTP status (429 suspended, 503 degraded to 0)."""
     notes: tuple[str, ...] = ()
@@ -139,6 +141,8 @@ class Governance:
         self.api_usage: dict[str, list[tuple[float, int, int]]] = {}
         self.refused: dict[int, int] = {}
         self.switches: list[tuple[float, str, str]] = []
+        self.fallback_seconds = 0.0
+        self._fallback_from: float | None = None
         self._snapshot: Snapshot | None = None
         self._snapshot_key: tuple[Any, ...] | None = None
         self.notes = self._not_simulated()
@@ -342,6 +346,11 @@ class Governance:
         self.policy_status = decision.status
         if decision.switched:
             self.switches.append((t, decision.status.active_backend, decision.reason))
+            if decision.active:
+                self._fallback_from = t
+            elif self._fallback_from is not None:
+                self.fallback_seconds += t - self._fallback_from
+                self._fallback_from = None
 
     def _budget_bodies(self) -> list[dict[str, Any]]:
         return [
@@ -368,6 +377,9 @@ class Governance:
     def finish(self, end: float) -> GovernanceReport:
         self.mode_seconds[self.mode] += max(0.0, end - self._mode_from)
         self._mode_from = end
+        if self._fallback_from is not None:
+            self.fallback_seconds += end - self._fallback_from
+            self._fallback_from = end
         budgets = tuple(
             (
                 b.budget.metadata.name,
@@ -384,6 +396,7 @@ class Governance:
             budgets,
             self.policy_status.transitions,
             tuple(self.switches),
+            self.fallback_seconds,
             dict(self.refused),
             self.notes,
         )

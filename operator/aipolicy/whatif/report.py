@@ -59,6 +59,8 @@ class Summary:
     budgets: list[dict[str, str]] | None = None
     """Per budget selecting the service: name, spent, limit, currency, state at the end."""
     fallback_switches: int | None = None
+    fallback_minutes: float | None = None
+    """Minutes a fallback chain step served (whatever the mode)."""
 
 
 def _pct(sorted_values: Sequence[float], q: float) -> float:
@@ -137,6 +139,7 @@ def summarize(result: RunResult, costs: Costs, ttft_slo_s: float) -> Summary:
             for n, spent, limit, cur, state in gov.budgets
         ],
         fallback_switches=None if gov is None else gov.fallback_switches,
+        fallback_minutes=None if gov is None else round(gov.fallback_seconds / 60, 2),
     )
 
 
@@ -145,6 +148,12 @@ def _modes(s: Summary) -> str:
         return "-"
     shown = [f"{m[0]} {v:.0f}" for m, v in s.mode_minutes.items() if v > 0]
     return " ".join(shown) or "-"
+
+
+def _fallback(s: Summary) -> str:
+    if s.fallback_switches is None:
+        return "-"
+    return f"{s.fallback_switches} ({s.fallback_minutes or 0:.0f})"
 
 
 def _budgets(s: Summary) -> str:
@@ -175,7 +184,7 @@ COLUMNS = (
     ("peak/mean repl", lambda s: f"{s.peak_replicas}/{s.mean_replicas:.2f}"),
     ("mode min N/D/F/S", _modes),
     ("budget spent/limit", _budgets),
-    ("fallback sw", lambda s: "-" if s.fallback_switches is None else str(s.fallback_switches)),
+    ("fallback sw (min)", _fallback),
     ("SLO met", lambda s: "yes" if s.meets_slo else "NO"),
 )
 
