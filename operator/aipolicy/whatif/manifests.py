@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,61 @@ def _cel_checks(isvc: InferenceService) -> str | None:
     return None
 
 
+def _governing_checks(obj: AIBudget | FallbackPolicy) -> str | None:
+    """The CEL rules of budgets and policies the simulation depends on (the apiserver's message)."""
+    rules: list[tuple[str, bool, str]]
+    if isinstance(obj, AIBudget):
+        b = obj.spec
+        percents = [t.percent for t in b.thresholds]
+        rules = [
+            ("spec", Decimal(b.limit) > 0, "limit must be greater than zero"),
+            (
+                "spec.period",
+                (b.period.type == "Rolling") == (b.period.window is not None),
+                "window is required for Rolling periods and only allowed for them",
+            ),
+            ("spec", len(set(percents)) == len(percents), "thresholds must have distinct percents"),
+            ("spec", percents == sorted(percents), "thresholds must be sorted by ascending percent"),
+        ]
+    else:
+        p = obj.spec
+        rules = []
+        for i, t in enumerate(p.triggers):
+            where = f"spec.triggers[{i}]"
+            rules += [
+                (
+                    where,
+                    t.type not in ("ErrorRate", "Latency", "PromQL") or t.threshold is not None,
+                    "threshold is required for ErrorRate, Latency and PromQL triggers",
+                ),
+                (
+                    where,
+                    t.type != "Budget" or t.budget is not None,
+                    "budget is required for a Budget trigger",
+                ),
+            ]
+        for i, step in enumerate(p.chain):
+            one = (step.inference_service is not None) + (step.provider is not None) + bool(step.degraded)
+            rules.append(
+                (
+                    f"spec.chain[{i}]",
+                    one == 1,
+                    "each fallback step needs exactly one of inferenceService, provider and degraded: true",
+                )
+            )
+        rules.append(
+            (
+                "spec",
+                all(s.inference_service != p.target for s in p.chain),
+                "the chain must not lead back to the target itself",
+            )
+        )
+    for where, ok, message in rules:
+        if not ok:
+            return f'{where}: Invalid value: "object": {message}'
+    return None
+
+
 def _with_namespace(obj: AIBudget | FallbackPolicy) -> AIBudget | FallbackPolicy:
     if obj.metadata.namespace:
         return obj
@@ -130,6 +186,9 @@ def parse_object(
         other = read(AIBudget, body) if kind == BUDGET_KIND else read(FallbackPolicy, body)
         if isinstance(other, InvalidSpec):
             raise ManifestError(f"{where}: {kind}/{name}: {other.message}")
+        refused = _governing_checks(other)
+        if refused:
+            raise ManifestError(f"{where}: {kind}/{name}: {refused}")
         return _with_namespace(other)
     parsed = read(InferenceService, body)
     if isinstance(parsed, InvalidSpec):

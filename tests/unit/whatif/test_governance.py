@@ -233,3 +233,20 @@ def test_manifests_with_a_budget_and_a_policy_are_read_through_the_operators_mod
     path.write_text(yaml.safe_dump_all(docs))
     with pytest.raises(ManifestError, match=r"FallbackPolicy/chat-fallback: spec\.recovery\.holdFor"):
         load_manifests([path])
+
+
+def test_a_budget_or_policy_the_apiserver_would_refuse_is_refused_naming_the_rule(tmp_path: Path) -> None:
+    budget = {"apiVersion": "aipolicy.dev/v1alpha1", "kind": "AIBudget"} | _budget(
+        "5", [{"percent": 80, "action": "Degrade"}, {"percent": 50, "action": "Notify"}]
+    ).model_dump(by_alias=True, mode="json", exclude_none=True)
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump(budget))
+    with pytest.raises(ManifestError, match="thresholds must be sorted by ascending percent"):
+        load_manifests([path])
+    policy = {"apiVersion": "aipolicy.dev/v1alpha1", "kind": "FallbackPolicy"} | _policy().model_dump(
+        by_alias=True, mode="json", exclude_none=True
+    )
+    policy["spec"]["chain"] = [{"inferenceService": "chat"}]
+    path.write_text(yaml.safe_dump(policy))
+    with pytest.raises(ManifestError, match="the chain must not lead back to the target itself"):
+        load_manifests([path])
