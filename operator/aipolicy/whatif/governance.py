@@ -42,11 +42,11 @@ from aipolicy.api.aibudget import AIBudget, AIBudgetStatus
 from aipolicy.api.common import parse_duration
 from aipolicy.api.fallbackpolicy import FallbackPolicy, FallbackPolicyStatus, Trigger
 from aipolicy.api.inferenceservice import InferenceService, InferenceServiceStatus, ScalingDecisionRecord
-from aipolicy.api.slo import ServingSlo
 from aipolicy.gateway.routing import Endpoint, Forward, Hold, ProviderTarget, Refuse, Snapshot, route
 from aipolicy.policy.budget import evaluate_budget, query_interval, updated_status
 from aipolicy.policy.fallback import BackendHealth, TriggerObservation, decide_fallback
 from aipolicy.policy.observations import Reading, Unavailable, Value
+from aipolicy.policy.slo import ReplicaLoad
 from aipolicy.policy.spend import ServiceCost, ServiceUsage, billed_pricing, service_cost
 from aipolicy.whatif.engine import Cluster, Replica, Request
 from aipolicy.whatif.manifests import Manifests
@@ -119,6 +119,7 @@ class Governance:
         self.gpus_per_replica = gpus_per_replica
         self.api = api
         self.services = {s.metadata.name: s for s in manifests.in_namespace(self.namespace)}
+        self.services[self.name] = isvc  # the spec simulated (it may be a variant of the manifest's)
         self._service_bodies = {n: _body(s) for n, s in self.services.items()}
         self.budgets = [_Budget(b) for b in manifests.budgets if b.metadata.namespace == self.namespace]
         self.policy = manifests.policy_for(isvc)
@@ -402,11 +403,12 @@ class Governance:
         )
 
     # -- the gateway ----------------------------------------------------------------------------
-    def _snapshot_for(self, ready: int) -> Snapshot:
+    def _snapshot_for(self, ready: list[Replica]) -> Snapshot:
         actions = tuple(b.status.active_action for b in self.budgets)
-        key = (actions, self.policy_status.active, self.policy_status.active_step, ready)
+        names = tuple(r.name for r in ready)
+        key = (actions, self.policy_status.active, self.policy_status.active_step, names)
         if self._snapshot is None or key != self._snapshot_key:
-            endpoints = tuple(Endpoint(f"replica-{i}", "") for i in range(ready))  # never dialled
+            endpoints = tuple(Endpoint(name, "") for name in names)  # never dialled
             policy = self._policy_with_status()
             self._snapshot = Snapshot(
                 namespace=self.namespace,
@@ -418,20 +420,37 @@ class Governance:
             self._snapshot_key = key
         return self._snapshot
 
-    def router(
-        self, inner: Callable[[Cluster, Request], Replica | bool | None] | None, slo: ServingSlo | None = None
-    ) -> Callable[[Cluster, Request], Replica | bool | None]:
-        """The cluster's per-request hook: the gateway's route, then ``inner`` (the SLO
-        overflow to ``slo.overflow``) for requests it leaves to the service's own pods."""
-        overflow_to = slo.overflow.inference_service if slo is not None and slo.overflow is not None else None
-        overflow_service = self.services.get(overflow_to or "")
+    def router(self) -> Callable[[Cluster, Request], Replica | bool | None]:
+        """The cluster's per-request hook: the gateway's route (modes, fallback, overflow of
+        both kinds) on the snapshot, with the Ready replicas' loads for SLO overflow.
+
+        The replicas' loads are exact here (prompt tokens queued, sequences decoding, KV in use);
+        the live gateway estimates them from what it sent (gateway/podload.py)."""
+        scaling = self.isvc.spec.scaling
+        slo_overflow = (
+            scaling.metric.type == "SLO" and scaling.slo is not None and scaling.slo.overflow is not None
+        )
 
         def decide(cluster: Cluster, req: Request) -> Replica | bool | None:
             ready = cluster.ready(req.arrival)
             in_flight = None
             if self.isvc.spec.front_door.overflow == "Fallback":
                 in_flight = {self.name: sum(r.outstanding for r in ready)}
-            decision = route(self._snapshot_for(len(ready)), self.name, self._at(req.arrival), in_flight)
+            pod_loads: dict[str, ReplicaLoad] | None = None
+            if slo_overflow:
+                pod_loads = {}
+                for r in ready:
+                    r.advance(req.arrival)
+                    queued = r.prefill_backlog + r.waiting_prompt
+                    pod_loads[r.name] = ReplicaLoad(queued, len(r.decoding), r.kv_used() / r.p.kv_tokens)
+            decision = route(
+                self._snapshot_for(ready),
+                self.name,
+                self._at(req.arrival),
+                in_flight,
+                pod_loads=pod_loads,
+                prompt_tokens=req.prompt,
+            )
             if isinstance(decision, Refuse):
                 self.refused[decision.status] = self.refused.get(decision.status, 0) + 1
                 req.failed = True
@@ -450,19 +469,10 @@ class Governance:
                 return True
             if target.service != self.name:  # another self-hosted service: not simulated
                 return None
-            if inner is None:
-                return None
-            choice = inner(cluster, req)
-            if choice is True and overflow_service is not None and req.done_at is not None:
-                # the overflow service is API-backed: its tokens count in the budgets selecting it
-                p = overflow_service.spec.pricing
-                req.price = (
-                    Decimal(p.input_per_million_tokens or 0),
-                    Decimal(p.output_per_million_tokens or 0),
-                )
-                req.via = f"service/{overflow_to}"
-                self.api_usage.setdefault(str(overflow_to), []).append((req.done_at, req.prompt, req.output))
-            return choice
+            if pod_loads is not None and len(target.endpoints) == 1:  # the pod SLO routing chose
+                chosen = target.endpoints[0].pod
+                return next((r for r in ready if r.name == chosen), None)
+            return None  # the front door spreads it over the Ready replicas
 
         return decide
 

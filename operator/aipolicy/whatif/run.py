@@ -329,8 +329,8 @@ def run(
     ``governance`` (budgets, a fallback policy) every request goes through the gateway's
     routing and the operator's budget and fallback decisions run at their intervals."""
     callback = _overflow_callback(overflow_to[0], profile, overflow_to[1]) if overflow_to else None
-    if governance is not None:
-        callback = governance.router(callback, overflow_to[0] if overflow_to else None)
+    if governance is not None:  # the gateway's own routing, SLO overflow included
+        callback = governance.router()
     cluster = Cluster(
         profile,
         cold_start_median_s=cold_start_median_s,

@@ -250,3 +250,67 @@ def test_a_budget_or_policy_the_apiserver_would_refuse_is_refused_naming_the_rul
     path.write_text(yaml.safe_dump(policy))
     with pytest.raises(ManifestError, match="the chain must not lead back to the target itself"):
         load_manifests([path])
+
+
+def test_slo_overflow_through_the_gateways_route_matches_the_slo_policy_it_wires() -> None:
+    # An SLO service overflowing bursts to an API-backed service, under a budget far from its
+    # limit: every request goes through gateway.routing.route (with the replicas' loads), and
+    # the result is the same as calling policy.slo.route directly (the ungoverned run).
+    isvc = InferenceService.model_validate(
+        {
+            "metadata": {"name": "chat", "namespace": "ns", "labels": {"team": "a"}},
+            "spec": {
+                "model": "meta-llama/Llama-3.1-8B-Instruct",
+                "serving": {"image": "vllm"},
+                "pricing": {"gpuHour": "6"},
+                "scaling": {
+                    "minReplicas": 1,
+                    "maxReplicas": 1,
+                    "coldStartSeconds": 60,
+                    "metric": {"type": "SLO"},
+                    "slo": {
+                        "ttftP95": 2,
+                        "profile": "A100-80GB/8B",
+                        "overflow": {"inferenceService": "mini"},
+                    },
+                },
+            },
+        }
+    )
+    mini = InferenceService.model_validate(
+        {
+            "metadata": {"name": "mini", "namespace": "ns", "labels": {"team": "a"}},
+            "spec": {
+                "model": "gpt-4o-mini",
+                "provider": {"url": "https://api.example.com/v1"},
+                "pricing": {"inputPerMillionTokens": "0.15", "outputPerMillionTokens": "0.60"},
+            },
+        }
+    )
+    trace = _trace((0.5, 120.0), (30.0, 60.0), (0.5, 120.0))
+    slo = isvc.spec.scaling.slo
+    assert slo is not None
+    from aipolicy.whatif.run import ApiPrices
+
+    prices = ApiPrices(Decimal("0.15"), Decimal("0.60"))
+    plain = run(trace, PROFILE, OperatorScaler(isvc, PROFILE, START, 1), initial=1, cold_start_median_s=60,
+                overflow_to=(slo, prices))  # fmt: skip
+    manifests = Manifests((isvc, mini), (), (_budget("1000", [{"percent": 100, "action": "Suspend"}]),), ())
+    governance = Governance(isvc, manifests, START)
+    governed = run(trace, PROFILE, OperatorScaler(isvc, PROFILE, START, 1), initial=1, cold_start_median_s=60,
+                   governance=governance)  # fmt: skip
+
+    def outcome(result: RunResult) -> list[tuple[int, str, float | None]]:
+        return sorted((r.serial, r.backend, r.ttft and round(r.ttft, 6)) for r in result.requests)
+
+    api = [r for r in governed.requests if r.backend == "api"]
+    assert len(api) > 100 and all(r.via == "service/mini" for r in api)
+    assert outcome(governed) == outcome(plain)
+    # the overflow service's tokens count in the budget selecting it, at its prices
+    assert governed.governance is not None
+    (_, spent, _, _, _) = governed.governance.budgets[0]
+    gpu = Decimal(repr(governed.gpu_seconds / 3600)) * 6
+    tokens = (
+        sum(Decimal(r.prompt) * Decimal("0.15") + Decimal(r.output) * Decimal("0.60") for r in api) / 10**6
+    )
+    assert abs(spent - (gpu + tokens)) < Decimal("0.02")
