@@ -1,5 +1,9 @@
 """``aipolicy simulate -f <manifests>... --trace <csv>``: the operator's scaling on a trace, offline.
 
+AIBudgets and a FallbackPolicy in the manifests act on the service they govern in the
+operator's row (:mod:`aipolicy.whatif.governance`): the budget and fallback state machines,
+the mode, and the gateway's routing of every request.
+
 For each self-hosted InferenceService in the manifests it replays the trace through the
 calibrated serving model (docs/serving-model.md) and prints one table: the spec's own scaling
 (the operator's decide_replicas) and, side by side under the same serving model and SLO,
