@@ -62,6 +62,8 @@ class Case:
     note: str = ""
     manifests: Manifests | None = None
     """For the budgets and fallback policy governing the service (whatif.governance)."""
+    gpu_capacity: int | None = None
+    """GPUs the cluster has for the service (--gpus); replicas beyond stay Pending."""
 
     @property
     def gpus(self) -> int:
@@ -89,6 +91,7 @@ class Case:
             first_decision_s=first_decision_s,
             overflow_to=(slo, self.overflow[1]) if slo is not None and self.overflow else None,
             governance=governance,
+            gpu_capacity=self.gpu_capacity,
         )
 
     def summary(self, result: RunResult) -> report.Summary:
@@ -253,6 +256,7 @@ def _case(isvc: InferenceService, manifests: Manifests, trace: Trace, args: argp
         overflow=overflow,
         note=note,
         manifests=manifests,
+        gpu_capacity=args.gpus,
     )
 
 
@@ -313,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--initial", type=int, help="replicas Ready at the start (default: sized)")
     parser.add_argument("--profile", choices=sorted(PROFILES), help="override the serving profile")
     parser.add_argument("--overflow-to", help="API-backed InferenceService for the SLO policy's overflow")
+    parser.add_argument("--gpus", type=int, help="GPUs the cluster has for the service (default: no limit)")
     parser.add_argument("--seed", type=int, default=0)
     return parser  # fmt: skip
 

@@ -111,6 +111,7 @@ class Replica:
         self.ready_at = ready_at
         self.removed: float | None = None
         self.draining = False
+        self.pending = False  # Pending for lack of GPUs: not scheduled, holds none
         self.t = ready_at  # the replica's own clock; it may run one step ahead of the cluster's
         self.steps = 0.0  # decode steps so far (fractional inside a decode-only stretch)
         self.waiting: deque[Request] = deque()
@@ -347,6 +348,10 @@ class Cluster:
         self.done: list[Request] = []
         self.overflow = overflow
         self.api_requests: list[Request] = []
+        # replicas the cluster has GPUs for (None: room for any); the others stay Pending, in
+        # creation order, until a replica goes away
+        self.gpu_slots: int | None = None
+        self.pending: deque[Replica] = deque()
         self._serial = 0
         self._scrapes: list[Scrape] = []
         self._scrape_times: list[float] = []
@@ -364,13 +369,17 @@ class Cluster:
                     self.done.append, self.timeout_s)  # fmt: skip
         self.replicas.append(r)
         self.live.append(r)
+        if self.gpu_slots is not None and len(self.live) - len(self.pending) > self.gpu_slots:
+            r.pending = True
+            r.ready_at = r.t = math.inf
+            self.pending.append(r)
         return r
 
     def ready(self, now: float) -> list[Replica]:
         return [r for r in self.live if not r.draining and r.ready_at <= now]
 
     def starting(self, now: float) -> list[Replica]:
-        return [r for r in self.live if not r.draining and r.ready_at > now]
+        return [r for r in self.live if not r.draining and not r.pending and r.ready_at > now]
 
     def scale_to(self, desired: int, now: float) -> None:
         """Apply a Deployment's replica count: cancel starting pods first, then drain the least
@@ -398,8 +407,21 @@ class Cluster:
         self.retire(now)
 
     def _remove(self, r: Replica, now: float) -> None:
+        if r.pending:  # never scheduled: it held no GPU
+            r.pending = False
+            self.pending.remove(r)
+            r.created = now
         r.removed = now
         self.live.remove(r)
+        while (
+            self.pending
+            and self.gpu_slots is not None
+            and len(self.live) - len(self.pending) < self.gpu_slots
+        ):
+            waiting = self.pending.popleft()  # the scheduler places it now: its cold start begins
+            waiting.pending = False
+            waiting.created = now
+            waiting.ready_at = waiting.t = now + self.cold_start()
 
     def retire(self, now: float) -> None:
         for r in [r for r in self.live if r.draining]:

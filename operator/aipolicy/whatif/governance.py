@@ -26,7 +26,8 @@ virtual clock, what three controllers and the gateway do live, each through its 
 
 What is not simulated is said, never invented: chain steps and budget members that are
 self-hosted services other than the one simulated (counted as not Ready, and as spending 0),
-PromQL triggers and cost sources (unavailable), GPU shortage (the simulated cluster has room).
+PromQL triggers and cost sources (unavailable). GPU shortage is simulated when the run has a
+GPU capacity (``aipolicy simulate --gpus``): replicas beyond it stay Pending.
 """
 
 from __future__ import annotations
@@ -179,13 +180,8 @@ class Governance:
                         "self-hosted and not simulated (counted as not Ready)"
                     )
             for t in self.policy.spec.triggers:
-                if t.type in ("PromQL", "GPUShortage"):
-                    what = (
-                        "unavailable"
-                        if t.type == "PromQL"
-                        else "never firing: the simulated cluster has room"
-                    )
-                    notes.append(f"FallbackPolicy {self.policy.metadata.name}: {t.type} trigger {what}")
+                if t.type == "PromQL":
+                    notes.append(f"FallbackPolicy {self.policy.metadata.name}: PromQL trigger unavailable")
         return tuple(notes)
 
     @staticmethod
@@ -230,7 +226,7 @@ class Governance:
         if name == self.name:
             # GPU-hours as the budget's query integrates them: GPUs of the pods that exist.
             # A self-hosted service's tokens are not billed (billed_pricing), so 0 is exact.
-            seconds = sum(_overlap(r, lo, hi, hi) for r in cluster.replicas)
+            seconds = sum(_overlap(r, lo, hi, hi) for r in cluster.replicas if not r.pending)
             gpu_hours: Reading = Value(seconds * self.gpus_per_replica / 3600)
             return ServiceUsage(name, Value(0.0), Value(0.0), gpu_hours)
         used = [(i, o) for at, i, o in self.api_usage.get(name, []) if lo < at <= hi]
@@ -289,8 +285,8 @@ class Governance:
             if found is None:
                 return TriggerObservation(Value(0.0), budget_state=None)
             return TriggerObservation(Value(0.0), budget_state=found.status.state or "Unknown")
-        if trigger.type == "GPUShortage":
-            return TriggerObservation(Value(0.0))
+        if trigger.type == "GPUShortage":  # replicas Pending for lack of GPUs (simulate --gpus)
+            return TriggerObservation(Value(float(len(cluster.pending))))
         if trigger.type == "Unavailable":
             if self.mode == "Suspended":
                 return TriggerObservation(Value(0.0))

@@ -166,7 +166,7 @@ class OperatorScaler:
             current_replicas=current,
             ready_replicas=len(cluster.ready(now)),
             starting_replicas=len(cluster.starting(now)),
-            unschedulable_replicas=0,
+            unschedulable_replicas=len(cluster.pending),
             metric=self._metric(cluster, now),
             demand=demand,
             activity=activity,
@@ -323,6 +323,7 @@ def run(
     drain_limit_s: float = 3600.0,
     horizon_s: float | None = None,
     governance: Governance | None = None,
+    gpu_capacity: int | None = None,
 ) -> RunResult:
     """Replay ``trace`` against ``scaler`` (see the module docstring); ``initial`` replicas are
     Ready at the start; with ``horizon_s`` the run goes on (idle) until then. With
@@ -339,6 +340,8 @@ def run(
         seed=seed,
         overflow=callback,
     )
+    if gpu_capacity is not None:  # replicas beyond it stay Pending (GPUShortage)
+        cluster.gpu_slots = gpu_capacity // max(gpus_per_replica, 1)
     for _ in range(initial):
         cluster.add_replica(0.0, warm=True)
     desired = initial
@@ -367,7 +370,7 @@ def run(
                 cluster.scrape(t)
                 cluster.retire(t)
                 cluster.dispatch(t)
-                timeline.append((t, len(cluster.live), len(cluster.ready(t))))
+                timeline.append((t, len(cluster.live) - len(cluster.pending), len(cluster.ready(t))))
                 next_scrape += SCRAPE_INTERVAL_S
             else:
                 t = next_decision
@@ -396,7 +399,9 @@ def run(
     if horizon_s is not None and horizon_s > end:  # keep deciding on an idle service
         tick(horizon_s)
         end = horizon_s
-    gpu_seconds = sum((r.removed if r.removed is not None else end) - r.created for r in cluster.replicas)
+    gpu_seconds = sum(
+        (r.removed if r.removed is not None else end) - r.created for r in cluster.replicas if not r.pending
+    )
     return RunResult(
         scaler.label, cluster.done, gpu_seconds, gpus_per_replica, changes, timeline, end, trace.start,
         cluster.counters.arrived, governance.finish(end) if governance is not None else None,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from aipolicy.api.aibudget import AIBudget
-from aipolicy.api.fallbackpolicy import FallbackPolicy
+from aipolicy.api.fallbackpolicy import FallbackPolicy, Trigger
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.policy.serving import PROFILES
 from aipolicy.whatif import report
@@ -314,3 +314,40 @@ def test_slo_overflow_through_the_gateways_route_matches_the_slo_policy_it_wires
         sum(Decimal(r.prompt) * Decimal("0.15") + Decimal(r.output) * Decimal("0.60") for r in api) / 10**6
     )
     assert abs(spent - (gpu + tokens)) < Decimal("0.02")
+
+
+def test_replicas_the_cluster_has_no_gpus_for_stay_pending_and_fire_gpu_shortage() -> None:
+    # Scaling wants more replicas than the 2 GPUs the cluster has: the third stays Pending
+    # (no GPU billed), GPUShortage fires after its `for`, and the policy switches to the provider.
+    isvc = InferenceService.model_validate(
+        {
+            "metadata": {"name": "chat", "namespace": "ns"},
+            "spec": {
+                "model": "meta-llama/Llama-3.1-8B-Instruct",
+                "serving": {"image": "vllm"},
+                "pricing": {"gpuHour": "6"},
+                "scaling": {"minReplicas": 1, "maxReplicas": 4, "coldStartSeconds": 60,
+                            "metric": {"type": "RequestsInFlight", "target": 8}},
+            },
+        }
+    )  # fmt: skip
+    base = _policy()
+    shortage = [Trigger.model_validate({"type": "GPUShortage", "for": "30s"})]
+    policy = base.model_copy(update={"spec": base.spec.model_copy(update={"triggers": shortage})})
+    trace = _trace((1.0, 120.0), (20.0, 600.0))
+    manifests = Manifests((isvc,), (), (), (policy,))
+    governance = Governance(isvc, manifests, START)
+    scaler = OperatorScaler(isvc, PROFILE, START, 1)
+    result = run(
+        trace, PROFILE, scaler, initial=1, cold_start_median_s=60, governance=governance, gpu_capacity=2
+    )
+    gov = result.governance
+    assert gov is not None
+    assert max(n for _, n, _ in result.timeline) == 2  # never more than the GPUs hold
+    assert result.gpu_seconds <= 2 * result.end + 1e-6
+    assert any(d.to_replicas > 2 for d in scaler.status.decisions) or scaler.status.desired_replicas > 2
+    assert gov.fallback_history and gov.fallback_history[0][1:] == (
+        "provider/api.example.com",
+        "FallbackActivated",
+    )
+    assert gov.fallback_history[0][0] > 120  # after the load rose and the trigger's `for`
