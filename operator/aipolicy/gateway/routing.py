@@ -21,14 +21,17 @@ Modes, on the request (as ``decide_mode`` in the InferenceService controller dec
 
 Besides the modes: with no Ready replica and ``coldStartBridge``, the chain serves at once;
 with ``frontDoor.overflow: Fallback``, requests above ``maxInFlightPerReplica`` per Ready
-replica go to the chain.
+replica go to the chain. With ``scaling.metric.type: SLO`` and ``scaling.slo.overflow``, each
+request goes to the Ready pod :func:`aipolicy.policy.slo.route` predicts fastest for it, or to
+the overflow InferenceService when none would answer within the SLO's budget (given the pods'
+loads as the gateway sees them, :mod:`aipolicy.gateway.podload`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -37,6 +40,9 @@ from urllib.parse import urlparse
 from aipolicy.api.common import LabelSelector, parse_duration
 from aipolicy.api.fallbackpolicy import FallbackPolicySpec, FallbackPolicyStatus, FallbackStep
 from aipolicy.api.inferenceservice import FrontDoor, InferenceServiceSpec
+from aipolicy.policy.serving import spec_serving_profile
+from aipolicy.policy.slo import ReplicaLoad
+from aipolicy.policy.slo import route as slo_route
 
 __all__ = [
     "Decision",
@@ -351,10 +357,15 @@ def route(
     name: str,
     now: datetime,
     in_flight: Mapping[str, int] | None = None,
+    *,
+    pod_loads: Mapping[str, ReplicaLoad] | None = None,
+    prompt_tokens: int = 0,
 ) -> Decision:
     """Where a request for InferenceService ``name`` goes now.
 
     ``in_flight``: requests the gateway has at each service's pods now (for overflow).
+    ``pod_loads`` (per pod name; a pod not listed is idle) and ``prompt_tokens`` (the request's):
+    for SLO overflow; without them a service's own pods serve as before.
     """
     obj = snapshot.services.get(name)
     spec = _spec(snapshot, obj) if obj is not None else None
@@ -396,7 +407,42 @@ def route(
             spill = _first_usable_step(snapshot, pspec, currency)
             if spill is not None:
                 return Forward(name, _with_model(spill, spec.model), "Overflow")
+    if isinstance(own, PodsTarget) and own.endpoints and pod_loads is not None:
+        chosen = _slo_route(snapshot, name, spec, own, mode, pod_loads, prompt_tokens)
+        if chosen is not None:
+            return chosen
     return _serve(snapshot, name, own, mode)
+
+
+def _slo_route(
+    snapshot: Snapshot,
+    name: str,
+    spec: InferenceServiceSpec,
+    own: PodsTarget,
+    mode: str,
+    pod_loads: Mapping[str, ReplicaLoad],
+    prompt_tokens: int,
+) -> Forward | None:
+    """SLO overflow: the pod policy.slo.route picks, or the overflow service; None when the
+    service has no SLO overflow (or no profile, or its overflow service cannot serve now)."""
+    slo = spec.scaling.slo
+    if spec.scaling.metric.type != "SLO" or slo is None or slo.overflow is None:
+        return None
+    profile = snapshot.memo("profile", snapshot.services[name], lambda _: spec_serving_profile(spec))
+    if profile is None:
+        return None
+    idle = ReplicaLoad(0.0, 0)
+    loads = [pod_loads.get(e.pod, idle) for e in own.endpoints]
+    choice = slo_route(slo, profile, loads, prompt_tokens)
+    if choice is not None:
+        return Forward(name, replace(own, endpoints=(own.endpoints[choice],)), mode)
+    target_name = slo.overflow.inference_service
+    obj = snapshot.services.get(target_name)
+    target_spec = _spec(snapshot, obj) if obj is not None else None
+    if target_spec is None or target_spec.provider is None:
+        return None  # the CRD's doc asks for an API-backed service; anything else: own pods
+    target = _own_target(snapshot, target_name, target_spec)
+    return Forward(name, target, "Overflow") if _usable(snapshot, target) else None
 
 
 def _over_bound(front_door: FrontDoor, own: PodsTarget, in_flight: int) -> bool:

@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aipolicy.gateway import manifests
 from aipolicy.gateway.metrics import GatewayMetrics
+from aipolicy.gateway.podload import Flight, PodLoads, estimate_prompt_tokens
 from aipolicy.gateway.routing import (
     Forward,
     Hold,
@@ -111,6 +112,7 @@ class Gateway:
         self.clock = clock
         self.in_flight: dict[str, int] = {}  # per service, at its own pods
         self.pod_in_flight: dict[str, int] = {}
+        self.pod_loads = PodLoads()  # prompt tokens queued and answers streaming, per pod (SLO overflow)
         self.waiting: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
         self._secret_checks: asyncio.Task[None] | None = None
@@ -258,7 +260,7 @@ class Gateway:
                 "invalid_request_error",
                 "model_not_found",
             )
-        decision = await self._decide(name, started)
+        decision = await self._decide(name, started, estimate_prompt_tokens(body))
         if isinstance(decision, Refuse):
             self._count(name, NONE, decision.status)
             return _error(
@@ -266,12 +268,19 @@ class Gateway:
             )
         return await self._forward(request, path, body, decision, started)
 
-    async def _decide(self, name: str, started: float) -> Forward | Refuse:
+    async def _decide(self, name: str, started: float, prompt_tokens: int = 0) -> Forward | Refuse:
         """Route, holding the request while the route says Hold (the activator)."""
         held_for: str | None = None
         try:
             while True:
-                decision = route(self.store.snapshot(), name, datetime.now(UTC), self.in_flight)
+                decision = route(
+                    self.store.snapshot(),
+                    name,
+                    datetime.now(UTC),
+                    self.in_flight,
+                    pod_loads=self.pod_loads.view(),
+                    prompt_tokens=prompt_tokens,
+                )
                 if not isinstance(decision, Hold):
                     return decision
                 if held_for != decision.waiting_for:
@@ -360,6 +369,7 @@ class Gateway:
             self.in_flight[own] = self.in_flight.get(own, 0) + 1
         if pod is not None:
             self.pod_in_flight[pod] = self.pod_in_flight.get(pod, 0) + 1
+        flight = self.pod_loads.sent(pod, estimate_prompt_tokens(body)) if pod is not None else None
         gauge = self.metrics.in_flight.labels(self.namespace, name, label)
         gauge.inc()
         assert self._session is not None
@@ -395,11 +405,13 @@ class Gateway:
                 if stream and upstream.status == 200:
                     status = 200
                     response, broken = await self._stream(
-                        request, upstream, decision, reply_headers, client_wants_usage, started
+                        request, upstream, decision, reply_headers, client_wants_usage, started, flight
                     )
                     status = 502 if broken else 200
                     return response
                 ttft.observe(self.clock() - started)  # a whole answer: its headers are its first byte
+                if flight is not None:
+                    flight.answering()
                 payload = await upstream.read()
                 status = upstream.status
                 if status == 200:
@@ -429,6 +441,8 @@ class Gateway:
                 self.in_flight[own] -= 1
             if pod is not None:
                 self.pod_in_flight[pod] -= 1
+            if flight is not None:
+                flight.done()
             self._count(name, label, status or 499, api_service=api_service, seconds=self.clock() - started)
 
     def _record_usage(self, decision: Forward, usage: tuple[int, int] | None) -> None:
@@ -456,6 +470,7 @@ class Gateway:
         reply_headers: dict[str, str],
         client_wants_usage: bool,
         started: float,
+        flight: Flight | None = None,
     ) -> tuple[web.StreamResponse, bool]:
         """Pass the stream on frame by frame; True with it when the backend broke off mid-way
         (the client then gets an OpenAI-style error event, as the OpenAI API sends one)."""
@@ -488,6 +503,8 @@ class Gateway:
                     self.clock() - started
                 )
                 first = False
+                if flight is not None:
+                    flight.answering()
             buffer += chunk
             out: list[bytes] = []
             while b"\n\n" in buffer:

@@ -10,8 +10,8 @@ instead (docs/design.md, "The front door gateway"):
 * a provider step in its FallbackPolicy chain: the same, once the chain reaches it;
 * scale from zero (minReplicas 0 or scaleToZeroAfter): with no pod, only a proxy can hold the
   first request and publish it as demand;
-* overflow (frontDoor.overflow Fallback): spreading one request stream over pods and a
-  provider is a per-request choice.
+* overflow (frontDoor.overflow Fallback, or scaling.slo.overflow with metric type SLO):
+  spreading one request stream over pods and a provider is a per-request choice.
 """
 
 from __future__ import annotations
@@ -41,4 +41,9 @@ def l7_reason(isvc: InferenceService, chain: Iterable[FallbackStep]) -> str | No
         return "it scales to zero (spec.scaling.scaleToZeroAfter)"
     if isvc.spec.front_door.overflow == "Fallback":
         return "it overflows bursts to its chain (spec.frontDoor.overflow Fallback)"
+    if scaling.metric.type == "SLO" and scaling.slo is not None and scaling.slo.overflow is not None:
+        return (
+            f"it overflows what its replicas cannot serve within the SLO to "
+            f"{scaling.slo.overflow.inference_service} (spec.scaling.slo.overflow)"
+        )
     return None

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aipolicy.api.inferenceservice import InferenceService
+    from aipolicy.api.inferenceservice import InferenceService, InferenceServiceSpec
 
 __all__ = [
     "PROFILES",
@@ -123,13 +123,18 @@ def _size_of(model: str) -> float | None:
 def serving_profile(isvc: InferenceService) -> ServingProfile | None:
     """What the SLO policy sizes for: scaling.slo.profile, else the profile for the model and GPU
     product (:func:`profile_for`); None for an API-backed service or when none fits."""
-    slo, serving = isvc.spec.scaling.slo, isvc.spec.serving
+    return spec_serving_profile(isvc.spec)
+
+
+def spec_serving_profile(spec: InferenceServiceSpec) -> ServingProfile | None:
+    """:func:`serving_profile` from the spec alone (the gateway reads specs, not objects)."""
+    slo, serving = spec.scaling.slo, spec.serving
     if slo is not None and slo.profile:
         return PROFILES[slo.profile]
     if serving is None:
         return None
     try:
-        return profile_for(isvc.spec.model, serving.gpu.product, serving.gpu.count)[0]
+        return profile_for(spec.model, serving.gpu.product, serving.gpu.count)[0]
     except ValueError:
         return None
 

@@ -1,5 +1,9 @@
 """``aipolicy simulate -f <manifests>... --trace <csv>``: the operator's scaling on a trace, offline.
 
+AIBudgets and a FallbackPolicy in the manifests act on the service they govern in the
+operator's row (:mod:`aipolicy.whatif.governance`): the budget and fallback state machines,
+the mode, and the gateway's routing of every request.
+
 For each self-hosted InferenceService in the manifests it replays the trace through the
 calibrated serving model (docs/serving-model.md) and prints one table: the spec's own scaling
 (the operator's decide_replicas) and, side by side under the same serving model and SLO,
@@ -25,6 +29,7 @@ from aipolicy.api.slo import ServingSlo, SloOverflow
 from aipolicy.policy.serving import PROFILES, LoadShape, ServingProfile, profile_for, sustainable_rate
 from aipolicy.whatif import report
 from aipolicy.whatif.baselines import Hpa, Keda
+from aipolicy.whatif.governance import Governance
 from aipolicy.whatif.manifests import ManifestError, Manifests, load_manifests
 from aipolicy.whatif.prometheus import fetch_trace
 from aipolicy.whatif.run import ApiPrices, Autoscaler, HpaScaler, OperatorScaler, RunResult, StaticScaler, run
@@ -55,6 +60,10 @@ class Case:
     initial: int
     overflow: tuple[InferenceService, ApiPrices] | None
     note: str = ""
+    manifests: Manifests | None = None
+    """For the budgets and fallback policy governing the service (whatif.governance)."""
+    gpu_capacity: int | None = None
+    """GPUs the cluster has for the service (--gpus); replicas beyond stay Pending."""
 
     @property
     def gpus(self) -> int:
@@ -68,6 +77,7 @@ class Case:
         first_decision_s: float = 0.0,
         slo: ServingSlo | None = None,
         initial: int | None = None,
+        governance: Governance | None = None,
     ) -> RunResult:
         return run(
             self.trace,
@@ -80,6 +90,8 @@ class Case:
             seed=self.seed,
             first_decision_s=first_decision_s,
             overflow_to=(slo, self.overflow[1]) if slo is not None and self.overflow else None,
+            governance=governance,
+            gpu_capacity=self.gpu_capacity,
         )
 
     def summary(self, result: RunResult) -> report.Summary:
@@ -89,8 +101,21 @@ class Case:
         scaler = OperatorScaler(isvc, self.profile, self.trace.start, self.initial)
         slo = isvc.spec.scaling.slo
         use_overflow = isvc.spec.scaling.metric.type == "SLO" and slo is not None and slo.overflow is not None
-        result = self.run(scaler, first_decision_s=scaler.first_decision(), slo=slo if use_overflow else None)
+        result = self.run(
+            scaler,
+            first_decision_s=scaler.first_decision(),
+            slo=slo if use_overflow else None,
+            governance=self.governance(isvc),
+        )
         return result, self.summary(result)
+
+    def governance(self, isvc: InferenceService) -> Governance | None:
+        """The AIBudgets and FallbackPolicy of the manifests acting on the service (the
+        operator's rows only: an HPA or a static count has none)."""
+        if self.manifests is None:
+            return None
+        governed = Governance(isvc, self.manifests, self.trace.start, gpus_per_replica=self.gpus)
+        return governed if governed.active else None
 
 
 def _with_scaling(isvc: InferenceService, **changes: object) -> InferenceService:
@@ -230,6 +255,8 @@ def _case(isvc: InferenceService, manifests: Manifests, trace: Trace, args: argp
         else initial_replicas(profile, trace, isvc.spec.scaling, ttft),
         overflow=overflow,
         note=note,
+        manifests=manifests,
+        gpu_capacity=args.gpus,
     )
 
 
@@ -290,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--initial", type=int, help="replicas Ready at the start (default: sized)")
     parser.add_argument("--profile", choices=sorted(PROFILES), help="override the serving profile")
     parser.add_argument("--overflow-to", help="API-backed InferenceService for the SLO policy's overflow")
+    parser.add_argument("--gpus", type=int, help="GPUs the cluster has for the service (default: no limit)")
     parser.add_argument("--seed", type=int, default=0)
     return parser  # fmt: skip
 
@@ -334,13 +362,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"SLO p95 TTFT <= {case.ttft_slo_s:g}s every minute, no failed request"
         )
         if args.output == "json":
-            out.append({"service": name, "profile": case.profile.name, "note": case.note,
+            notes = list(rows[0][0].governance.notes) if rows[0][0].governance else []
+            out.append({"service": name, "profile": case.profile.name, "note": case.note, "notes": notes,
                         "results": [report.to_json_obj(s) for _, s in rows]})  # fmt: skip
         else:
             print(head)
             if case.note:
                 print(f"note: {case.note}")
             print(report.table([s for _, s in rows]))
+            for r, _ in rows[:1]:
+                for line in r.governance.notes if r.governance else ():
+                    print(f"note: {line}")
             print()
     if args.output == "json":
         import json

@@ -29,6 +29,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from aipolicy.policy.serving import ServingProfile
 
@@ -45,8 +46,8 @@ E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 4
 class Request:
     """One request and how it went; times are seconds on the virtual clock."""
 
-    __slots__ = ("arrival", "backend", "done_at", "failed", "first_token_at", "output", "prompt", "queued_at",
-                 "reserved", "serial", "todo_output", "todo_prompt")  # fmt: skip
+    __slots__ = ("arrival", "backend", "done_at", "failed", "first_token_at", "output", "price", "prompt",
+                 "queued_at", "reserved", "serial", "todo_output", "todo_prompt", "via")  # fmt: skip
 
     def __init__(self, arrival: float, prompt: int, output: int, serial: int) -> None:
         self.arrival = arrival
@@ -61,6 +62,8 @@ class Request:
         self.done_at: float | None = None
         self.failed = False
         self.backend = "gpu"
+        self.price: tuple[Decimal, Decimal] | None = None  # an API's per-million prices, if priced
+        self.via = ""  # the gateway's backend label when not the service's own pods
 
     @property
     def ttft(self) -> float | None:
@@ -108,6 +111,7 @@ class Replica:
         self.ready_at = ready_at
         self.removed: float | None = None
         self.draining = False
+        self.pending = False  # Pending for lack of GPUs: not scheduled, holds none
         self.t = ready_at  # the replica's own clock; it may run one step ahead of the cluster's
         self.steps = 0.0  # decode steps so far (fractional inside a decode-only stretch)
         self.waiting: deque[Request] = deque()
@@ -344,6 +348,10 @@ class Cluster:
         self.done: list[Request] = []
         self.overflow = overflow
         self.api_requests: list[Request] = []
+        # replicas the cluster has GPUs for (None: room for any); the others stay Pending, in
+        # creation order, until a replica goes away
+        self.gpu_slots: int | None = None
+        self.pending: deque[Replica] = deque()
         self._serial = 0
         self._scrapes: list[Scrape] = []
         self._scrape_times: list[float] = []
@@ -361,13 +369,17 @@ class Cluster:
                     self.done.append, self.timeout_s)  # fmt: skip
         self.replicas.append(r)
         self.live.append(r)
+        if self.gpu_slots is not None and len(self.live) - len(self.pending) > self.gpu_slots:
+            r.pending = True
+            r.ready_at = r.t = math.inf
+            self.pending.append(r)
         return r
 
     def ready(self, now: float) -> list[Replica]:
         return [r for r in self.live if not r.draining and r.ready_at <= now]
 
     def starting(self, now: float) -> list[Replica]:
-        return [r for r in self.live if not r.draining and r.ready_at > now]
+        return [r for r in self.live if not r.draining and not r.pending and r.ready_at > now]
 
     def scale_to(self, desired: int, now: float) -> None:
         """Apply a Deployment's replica count: cancel starting pods first, then drain the least
@@ -395,8 +407,21 @@ class Cluster:
         self.retire(now)
 
     def _remove(self, r: Replica, now: float) -> None:
+        if r.pending:  # never scheduled: it held no GPU
+            r.pending = False
+            self.pending.remove(r)
+            r.created = now
         r.removed = now
         self.live.remove(r)
+        while (
+            self.pending
+            and self.gpu_slots is not None
+            and len(self.live) - len(self.pending) < self.gpu_slots
+        ):
+            waiting = self.pending.popleft()  # the scheduler places it now: its cold start begins
+            waiting.pending = False
+            waiting.created = now
+            waiting.ready_at = waiting.t = now + self.cold_start()
 
     def retire(self, now: float) -> None:
         for r in [r for r in self.live if r.draining]:
@@ -410,11 +435,14 @@ class Cluster:
         self._serial += 1
         self.counters.arrived += 1
         if self.overflow is not None:
-            # the SLO gateway: a replica it predicts best, or True to send it to the provider
+            # the gateway: a replica it predicts best, True when it sent the request to an API
+            # provider, False when it answered it itself (refused), None for the front door
             choice = self.overflow(self, req)
             if choice is True:
                 req.backend = "api"
                 self.api_requests.append(req)
+                return
+            if choice is False:
                 return
             if isinstance(choice, Replica) and not self.frontdoor:
                 choice.enqueue(req, arrival)

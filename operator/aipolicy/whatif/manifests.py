@@ -4,19 +4,25 @@ Every InferenceService is parsed by :func:`aipolicy.api.reading.read`, the one p
 operator turns an object into a model, so a spec the operator refuses is refused here with the
 same message (the field path and the problem). The models' CEL rules (cross-field checks the
 apiserver runs at apply time) are checked too, for the rules the simulator depends on.
-Other kinds (AIBudget, FallbackPolicy, ...) are read and listed but not simulated.
+AIBudgets and FallbackPolicies are read through their models too and simulated with the
+service they govern (:mod:`aipolicy.whatif.governance`); other kinds are listed, not simulated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from aipolicy.api.aibudget import KIND as BUDGET_KIND
+from aipolicy.api.aibudget import AIBudget
 from aipolicy.api.common import API_VERSION
+from aipolicy.api.fallbackpolicy import KIND as POLICY_KIND
+from aipolicy.api.fallbackpolicy import FallbackPolicy
 from aipolicy.api.inferenceservice import KIND, InferenceService
 from aipolicy.api.reading import InvalidSpec, read
 
@@ -32,6 +38,27 @@ class Manifests:
     services: tuple[InferenceService, ...]
     others: tuple[str, ...]
     """Kind/name of the objects read but not simulated."""
+    budgets: tuple[AIBudget, ...] = ()
+    policies: tuple[FallbackPolicy, ...] = ()
+
+    def in_namespace(self, namespace: str) -> tuple[InferenceService, ...]:
+        return tuple(s for s in self.services if s.metadata.namespace == namespace)
+
+    def budgets_selecting(self, isvc: InferenceService) -> tuple[AIBudget, ...]:
+        """The AIBudgets of the service's namespace whose selector matches its labels."""
+        return tuple(
+            b for b in self.budgets
+            if b.metadata.namespace == isvc.metadata.namespace
+            and b.spec.selector.matches(isvc.metadata.labels)
+        )  # fmt: skip
+
+    def policy_for(self, isvc: InferenceService) -> FallbackPolicy | None:
+        """The FallbackPolicy targeting the service (the first by name, as the gateway picks)."""
+        mine = [
+            p for p in self.policies
+            if p.metadata.namespace == isvc.metadata.namespace and p.spec.target == isvc.metadata.name
+        ]  # fmt: skip
+        return min(mine, key=lambda p: p.metadata.name) if mine else None
 
     def find(self, namespace: str, name: str) -> InferenceService | None:
         for s in self.services:
@@ -80,16 +107,89 @@ def _cel_checks(isvc: InferenceService) -> str | None:
     return None
 
 
-def parse_object(body: dict[str, Any], where: str) -> InferenceService | str | None:
-    """An InferenceService, or ``Kind/name`` for another kind, or None for an empty document."""
+def _governing_checks(obj: AIBudget | FallbackPolicy) -> str | None:
+    """The CEL rules of budgets and policies the simulation depends on (the apiserver's message)."""
+    rules: list[tuple[str, bool, str]]
+    if isinstance(obj, AIBudget):
+        b = obj.spec
+        percents = [t.percent for t in b.thresholds]
+        rules = [
+            ("spec", Decimal(b.limit) > 0, "limit must be greater than zero"),
+            (
+                "spec.period",
+                (b.period.type == "Rolling") == (b.period.window is not None),
+                "window is required for Rolling periods and only allowed for them",
+            ),
+            ("spec", len(set(percents)) == len(percents), "thresholds must have distinct percents"),
+            ("spec", percents == sorted(percents), "thresholds must be sorted by ascending percent"),
+        ]
+    else:
+        p = obj.spec
+        rules = []
+        for i, t in enumerate(p.triggers):
+            where = f"spec.triggers[{i}]"
+            rules += [
+                (
+                    where,
+                    t.type not in ("ErrorRate", "Latency", "PromQL") or t.threshold is not None,
+                    "threshold is required for ErrorRate, Latency and PromQL triggers",
+                ),
+                (
+                    where,
+                    t.type != "Budget" or t.budget is not None,
+                    "budget is required for a Budget trigger",
+                ),
+            ]
+        for i, step in enumerate(p.chain):
+            one = (step.inference_service is not None) + (step.provider is not None) + bool(step.degraded)
+            rules.append(
+                (
+                    f"spec.chain[{i}]",
+                    one == 1,
+                    "each fallback step needs exactly one of inferenceService, provider and degraded: true",
+                )
+            )
+        rules.append(
+            (
+                "spec",
+                all(s.inference_service != p.target for s in p.chain),
+                "the chain must not lead back to the target itself",
+            )
+        )
+    for where, ok, message in rules:
+        if not ok:
+            return f'{where}: Invalid value: "object": {message}'
+    return None
+
+
+def _with_namespace(obj: AIBudget | FallbackPolicy) -> AIBudget | FallbackPolicy:
+    if obj.metadata.namespace:
+        return obj
+    meta = obj.metadata.model_copy(update={"namespace": "default"})
+    return obj.model_copy(update={"metadata": meta})
+
+
+def parse_object(
+    body: dict[str, Any], where: str
+) -> InferenceService | AIBudget | FallbackPolicy | str | None:
+    """An InferenceService, AIBudget or FallbackPolicy (through the operator's models), or
+    ``Kind/name`` for another kind, or None for an empty document."""
     if not body:
         return None
     kind = body.get("kind")
     name = (body.get("metadata") or {}).get("name", "?")
-    if kind != KIND:
+    if kind not in (KIND, BUDGET_KIND, POLICY_KIND):
         return f"{kind}/{name}"
     if body.get("apiVersion") != API_VERSION:
         raise ManifestError(f"{where}: {kind}/{name}: apiVersion must be {API_VERSION}")
+    if kind in (BUDGET_KIND, POLICY_KIND):
+        other = read(AIBudget, body) if kind == BUDGET_KIND else read(FallbackPolicy, body)
+        if isinstance(other, InvalidSpec):
+            raise ManifestError(f"{where}: {kind}/{name}: {other.message}")
+        refused = _governing_checks(other)
+        if refused:
+            raise ManifestError(f"{where}: {kind}/{name}: {refused}")
+        return _with_namespace(other)
     parsed = read(InferenceService, body)
     if isinstance(parsed, InvalidSpec):
         raise ManifestError(f"{where}: {kind}/{name}: {parsed.message}")
@@ -105,6 +205,8 @@ def parse_object(body: dict[str, Any], where: str) -> InferenceService | str | N
 
 def load_manifests(paths: Iterable[str | Path]) -> Manifests:
     services: list[InferenceService] = []
+    budgets: list[AIBudget] = []
+    policies: list[FallbackPolicy] = []
     others: list[str] = []
     for path in _files(paths):
         try:
@@ -118,8 +220,12 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
             parsed = parse_object(body or {}, where)
             if isinstance(parsed, InferenceService):
                 services.append(parsed)
+            elif isinstance(parsed, AIBudget):
+                budgets.append(parsed)
+            elif isinstance(parsed, FallbackPolicy):
+                policies.append(parsed)
             elif parsed:
                 others.append(parsed)
     if not services:
         raise ManifestError("no InferenceService in the manifests given")
-    return Manifests(tuple(services), tuple(others))
+    return Manifests(tuple(services), tuple(others), tuple(budgets), tuple(policies))

@@ -53,6 +53,14 @@ class Summary:
     peak_replicas: int
     mean_replicas: float
     meets_slo: bool
+    mode_minutes: dict[str, float] | None = None
+    """Minutes in each mode (Normal, Degraded, Fallback, Suspended) when budgets or a fallback
+    policy governed the run; None otherwise."""
+    budgets: list[dict[str, str]] | None = None
+    """Per budget selecting the service: name, spent, limit, currency, state at the end."""
+    fallback_switches: int | None = None
+    fallback_minutes: float | None = None
+    """Minutes a fallback chain step served (whatever the mode)."""
 
 
 def _pct(sorted_values: Sequence[float], q: float) -> float:
@@ -69,6 +77,7 @@ def summarize(result: RunResult, costs: Costs, ttft_slo_s: float) -> Summary:
     minutes: dict[int, list[float]] = {}
     failed = never
     api_in = api_out = api_n = 0
+    priced = Decimal(0)  # requests whose backend carries its own prices (the gateway's routes)
     for r in done:
         ok = not r.failed and r.first_token_at is not None and r.done_at is not None
         t = (r.first_token_at - r.arrival) if ok and r.first_token_at is not None else math.inf
@@ -79,8 +88,11 @@ def summarize(result: RunResult, costs: Costs, ttft_slo_s: float) -> Summary:
         minutes.setdefault(int(r.arrival // 60), []).append(t)
         if r.backend == "api":
             api_n += 1
-            api_in += r.prompt
-            api_out += r.output
+            if r.price is not None:
+                priced += (r.prompt * r.price[0] + r.output * r.price[1]) / 1_000_000
+            else:
+                api_in += r.prompt
+                api_out += r.output
     ttft += [math.inf] * never
     e2e += [math.inf] * never
     ttft.sort()
@@ -91,8 +103,12 @@ def summarize(result: RunResult, costs: Costs, ttft_slo_s: float) -> Summary:
     api_cost = (
         Decimal(api_in) * costs.api_input_per_million / 1_000_000
         + Decimal(api_out) * costs.api_output_per_million / 1_000_000
+        + priced
     ).quantize(CENTS, ROUND_HALF_UP)
+    api_in += sum(r.prompt for r in done if r.backend == "api" and r.price is not None)
+    api_out += sum(r.output for r in done if r.backend == "api" and r.price is not None)
     billed = [n for _, n, _ in result.timeline]
+    gov = result.governance
     return Summary(
         label=result.label,
         requests=result.arrived,
@@ -115,6 +131,36 @@ def summarize(result: RunResult, costs: Costs, ttft_slo_s: float) -> Summary:
         peak_replicas=max(billed, default=0),
         mean_replicas=sum(billed) / len(billed) if billed else 0.0,
         meets_slo=violating == 0 and failed == 0,
+        mode_minutes=None if gov is None else {m: round(v / 60, 2) for m, v in gov.mode_seconds.items()},
+        budgets=None
+        if gov is None
+        else [
+            {"name": n, "spent": str(spent), "limit": str(limit), "currency": cur, "state": state}
+            for n, spent, limit, cur, state in gov.budgets
+        ],
+        fallback_switches=None if gov is None else gov.fallback_switches,
+        fallback_minutes=None if gov is None else round(gov.fallback_seconds / 60, 2),
+    )
+
+
+def _modes(s: Summary) -> str:
+    if s.mode_minutes is None:
+        return "-"
+    shown = [f"{m[0]} {v:.0f}" for m, v in s.mode_minutes.items() if v > 0]
+    return " ".join(shown) or "-"
+
+
+def _fallback(s: Summary) -> str:
+    if s.fallback_switches is None:
+        return "-"
+    return f"{s.fallback_switches} ({s.fallback_minutes or 0:.0f})"
+
+
+def _budgets(s: Summary) -> str:
+    if not s.budgets:
+        return "-"
+    return " ".join(
+        f"{Decimal(b['spent']).quantize(CENTS, ROUND_HALF_UP)}/{b['limit']} {b['state']}" for b in s.budgets
     )
 
 
@@ -136,6 +182,9 @@ COLUMNS = (
     ("failed", lambda s: str(s.failed)),
     ("changes", lambda s: str(s.replica_changes)),
     ("peak/mean repl", lambda s: f"{s.peak_replicas}/{s.mean_replicas:.2f}"),
+    ("mode min N/D/F/S", _modes),
+    ("budget spent/limit", _budgets),
+    ("fallback sw (min)", _fallback),
     ("SLO met", lambda s: "yes" if s.meets_slo else "NO"),
 )
 

@@ -38,6 +38,7 @@ from aipolicy.policy.serving import ServingProfile, serving_profile
 from aipolicy.policy.slo import ReplicaLoad, ServiceLoad, SloMemory, route
 from aipolicy.whatif.baselines import Hpa, Keda
 from aipolicy.whatif.engine import Cluster, Replica, Request, Scrape
+from aipolicy.whatif.governance import Governance, GovernanceReport
 from aipolicy.whatif.traces import Trace
 
 __all__ = [
@@ -117,6 +118,8 @@ class OperatorScaler:
         self.start = start
         self.interval_s = parse_duration(self.scaling.evaluation_interval).total_seconds()
         self.label = f"aipolicy ({self.scaling.metric.type})"
+        # degraded mode or a suspending budget (whatif.governance), as the controller's decide_mode
+        self.max_replicas_cap: int | None = None
         # The run starts with the service already running at `initial` (as every autoscaler
         # here does): its status holds that decision, as the HPA seeds its window.
         self.status = InferenceServiceStatus(
@@ -163,7 +166,7 @@ class OperatorScaler:
             current_replicas=current,
             ready_replicas=len(cluster.ready(now)),
             starting_replicas=len(cluster.starting(now)),
-            unschedulable_replicas=0,
+            unschedulable_replicas=len(cluster.pending),
             metric=self._metric(cluster, now),
             demand=demand,
             activity=activity,
@@ -172,7 +175,13 @@ class OperatorScaler:
         # the policy sizes for the spec's profile, as the controller does; the serving model
         # may run another (aipolicy simulate --profile)
         policy_profile = serving_profile(self.isvc) or self.profile
-        decision = decide_replicas(self.scaling, obs, _scaling_memory(self.status), profile=policy_profile)
+        decision = decide_replicas(
+            self.scaling,
+            obs,
+            _scaling_memory(self.status),
+            max_replicas_cap=self.max_replicas_cap,
+            profile=policy_profile,
+        )
         # what the controller writes to status (controllers/inferenceservice.py _reconcile_serving)
         status = self.status
         status.recommendations = [
@@ -270,6 +279,8 @@ class RunResult:
     start: datetime
     arrived: int
     """Requests in the trace; those not in ``requests`` never finished (counted as failed)."""
+    governance: GovernanceReport | None = None
+    """Modes, budgets and fallback switches, when budgets or a fallback policy governed the run."""
 
 
 def _overflow_callback(
@@ -311,10 +322,16 @@ def run(
     overflow_to: tuple[ServingSlo, ApiPrices] | None = None,
     drain_limit_s: float = 3600.0,
     horizon_s: float | None = None,
+    governance: Governance | None = None,
+    gpu_capacity: int | None = None,
 ) -> RunResult:
     """Replay ``trace`` against ``scaler`` (see the module docstring); ``initial`` replicas are
-    Ready at the start; with ``horizon_s`` the run goes on (idle) until then."""
+    Ready at the start; with ``horizon_s`` the run goes on (idle) until then. With
+    ``governance`` (budgets, a fallback policy) every request goes through the gateway's
+    routing and the operator's budget and fallback decisions run at their intervals."""
     callback = _overflow_callback(overflow_to[0], profile, overflow_to[1]) if overflow_to else None
+    if governance is not None:  # the gateway's own routing, SLO overflow included
+        callback = governance.router()
     cluster = Cluster(
         profile,
         cold_start_median_s=cold_start_median_s,
@@ -323,6 +340,8 @@ def run(
         seed=seed,
         overflow=callback,
     )
+    if gpu_capacity is not None:  # replicas beyond it stay Pending (GPUShortage)
+        cluster.gpu_slots = gpu_capacity // max(gpus_per_replica, 1)
     for _ in range(initial):
         cluster.add_replica(0.0, warm=True)
     desired = initial
@@ -330,15 +349,28 @@ def run(
     timeline: list[tuple[float, int, int]] = []
     next_scrape, next_decision = 0.0, first_decision_s
 
+    def govern(t: float) -> None:
+        assert governance is not None
+        cluster.advance(t)
+        decisions = scaler.status.decisions if isinstance(scaler, OperatorScaler) else []
+        governance.evaluate(cluster, t, desired, decisions)
+        if isinstance(scaler, OperatorScaler):
+            scaler.max_replicas_cap = governance.cap
+
     def tick(until: float) -> None:
         nonlocal next_scrape, next_decision, desired, changes
         while min(next_scrape, next_decision) <= until:
+            # at the same instant the budget and fallback controllers write their status first;
+            # the scaling evaluation then reads the mode they give
+            if governance is not None and governance.next_due() <= min(next_scrape, next_decision):
+                govern(governance.next_due())
+                continue
             if next_scrape <= next_decision:
                 t = next_scrape
                 cluster.scrape(t)
                 cluster.retire(t)
                 cluster.dispatch(t)
-                timeline.append((t, len(cluster.live), len(cluster.ready(t))))
+                timeline.append((t, len(cluster.live) - len(cluster.pending), len(cluster.ready(t))))
                 next_scrape += SCRAPE_INTERVAL_S
             else:
                 t = next_decision
@@ -367,8 +399,10 @@ def run(
     if horizon_s is not None and horizon_s > end:  # keep deciding on an idle service
         tick(horizon_s)
         end = horizon_s
-    gpu_seconds = sum((r.removed if r.removed is not None else end) - r.created for r in cluster.replicas)
+    gpu_seconds = sum(
+        (r.removed if r.removed is not None else end) - r.created for r in cluster.replicas if not r.pending
+    )
     return RunResult(
         scaler.label, cluster.done, gpu_seconds, gpus_per_replica, changes, timeline, end, trace.start,
-        cluster.counters.arrived,
+        cluster.counters.arrived, governance.finish(end) if governance is not None else None,
     )  # fmt: skip

@@ -339,3 +339,31 @@ async def test_a_backend_breaking_off_mid_stream_is_an_error_event_and_a_502(har
     assert resp.status == 200 and '"delta": {"content": "a"}' in text
     assert "broke off the stream" in text
     assert harness.metric("aipolicy_gateway_requests_total", service="chat", code="502") == 1
+
+
+async def test_slo_overflow_goes_to_the_api_service_while_the_pods_queue_is_too_long(
+    harness: Harness,
+) -> None:
+    chat = harness.store.objects["inferenceservices"]["chat"]
+    chat["spec"]["scaling"] = {
+        "metric": {"type": "SLO"},
+        "slo": {"ttftP95": 2, "profile": "A100-80GB/8B", "overflow": {"inferenceService": "gpt"}},
+    }
+    harness.store.apply("inferenceservices", "MODIFIED", chat)
+
+    async def ask(stream: bool) -> tuple[str, str]:
+        resp = await harness.gw.post("/v1/chat/completions", json=_chat("llama-70b", 5, stream=stream))
+        assert resp.status == 200
+        await resp.read()
+        return resp.headers[BACKEND_HEADER], resp.headers[MODE_HEADER]
+
+    # the pod's queue as the gateway sees it: prompts it sent and has no first byte for yet
+    assert await ask(stream=True) == ("service/chat", "Normal")
+    assert harness.gateway.pod_loads.view() == {}  # the request's own flight was closed
+    backlog = harness.gateway.pod_loads.sent("chat-0", 200_000)  # minutes of prefill queued there
+    assert await ask(stream=True) == ("service/gpt", "Overflow")
+    assert await ask(stream=False) == ("service/gpt", "Overflow")
+    backlog.answering()  # those requests now decode: the queue is gone
+    assert await ask(stream=False) == ("service/chat", "Normal")
+    backlog.done()
+    assert harness.gateway.pod_loads.view() == {}

@@ -40,7 +40,10 @@ def test_samples_load() -> None:
     m = load_manifests([SAMPLES])
     names = {s.metadata.name for s in m.services}
     assert {"llama-8b", "llama-70b", "llama-1b", "gpt-4o-mini"} <= names
-    assert "AIBudget/team-a-monthly" in m.others
+    # budgets and fallback policies are read through their models, and simulated
+    assert [b.metadata.name for b in m.budgets] == ["team-a-monthly"]
+    assert [p.metadata.name for p in m.policies] == ["llama-70b-fallback"]
+    assert "AIBudget/team-a-monthly" not in m.others
 
 
 def test_refused_with_the_operators_message(tmp_path: Path) -> None:
