@@ -55,7 +55,7 @@ class Threshold(ApiModel):
     percent: int = Field(ge=1, le=1000)
     """The share of the limit, in percent (1 to 1000)."""
     action: Action
-    """Notify (event, condition, metric, webhook), Degrade (selected services go to degraded mode), or Suspend (scale to zero, route to fallback)."""
+    """Notify (event, condition, metric, webhook), Degrade (selected services go to degraded mode), or Suspend (scale to zero; the gateway refuses requests with HTTP 429 naming this budget until the period resets)."""
     on_forecast: bool = False
     """Also act when the forecast for the period's end crosses this threshold, before the money is spent."""
 
