@@ -51,7 +51,7 @@ from aipolicy.observe.unschedulable import UNSCHEDULABLE
 from aipolicy.policy.coldstart import ColdStartSample, lead_time, measure_cold_starts
 from aipolicy.policy.conflicts import governing_policy
 from aipolicy.policy.cycles import aligned
-from aipolicy.policy.frontdoor import l7_reason
+from aipolicy.policy.frontdoor import api_backed, l7_reason
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import (
     ScalingMemory,
@@ -269,14 +269,19 @@ async def reconcile_inference_service(
     await _reconcile_gateway(
         rt, namespace, inferenceservices_by_namespace.get(namespace, []), fallbackpolicies_by_target, logger
     )
-    inputs = _inputs(
-        body,
-        aibudgets_by_namespace.get(namespace, []),
-        fallbackpolicies_by_target.get(key, []),
-        pods_by_service.get(key, []),
-        deployments_by_service.get(key, []),
-        services_by_service.get(key, []),
-        disruption_budgets_by_service.get(key, []),
+    # which services of the namespace are API-backed decides whether a chain needs the gateway
+    api_services = api_backed(inferenceservices_by_namespace.get(namespace, []))
+    inputs = (
+        api_services,
+        *_inputs(
+            body,
+            aibudgets_by_namespace.get(namespace, []),
+            fallbackpolicies_by_target.get(key, []),
+            pods_by_service.get(key, []),
+            deployments_by_service.get(key, []),
+            services_by_service.get(key, []),
+            disruption_budgets_by_service.get(key, []),
+        ),
     )
     if memo.get(QUIET_INPUTS) == inputs and now < memo.get(NEXT_EVALUATION, now):
         return  # the same inputs as a pass that found nothing to do, and no evaluation due
@@ -298,7 +303,7 @@ async def reconcile_inference_service(
     pods = with_creation_failure(pods, one(deployments_by_service, key))
     policy = governing_policy(list(fallbackpolicies_by_target.get(key, [])))
     mode = decide_mode(isvc, list(aibudgets_by_namespace.get(namespace, [])), policy)
-    via_gateway = l7_reason(isvc, _chain(policy)) is not None
+    via_gateway = l7_reason(isvc, _chain(policy), api_services) is not None
 
     if isvc.spec.serving is not None:
         wrote = await _reconcile_serving(
