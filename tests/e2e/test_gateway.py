@@ -206,6 +206,13 @@ def _provider(simulator: Simulator, namespace: str, service: str, **options: Any
     simulator._call("PUT", f"/serving/{namespace}/{service}", {"apiKey": KEY, **options})
 
 
+def _api_backed_gpt(cluster: Cluster, simulator: Simulator, namespace: str) -> None:
+    """The API-backed service gpt, its simulated provider, and the Secret of its key."""
+    _provider(simulator, namespace, "gpt")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    cluster.apply(_provider_service("gpt", simulator, namespace), namespace)
+
+
 def _seen(simulator: Simulator, namespace: str, service: str) -> dict[str, Any]:
     result: dict[str, Any] = simulator._call("GET", f"/serving/{namespace}/{service}")
     return result
@@ -351,9 +358,7 @@ def test_a_suspended_budget_refuses_with_429_and_no_backend_sees_it(
     operator_process: OperatorFactory,
     gateway: GatewayFactory,
 ) -> None:
-    _provider(simulator, namespace, "gpt")
-    cluster.apply(_secret(SECRET, KEY), namespace)
-    cluster.apply(_provider_service("gpt", simulator, namespace), namespace)
+    _api_backed_gpt(cluster, simulator, namespace)
     # at 150/600 per million, each request of ~3 prompt and 50 completion tokens costs ~$0.03
     budget = {
         "apiVersion": GROUP_VERSION,
@@ -570,9 +575,7 @@ def test_a_fallback_to_an_api_backed_service_goes_through_the_gateway_to_its_pro
     with its key and model name."""
     simulator.configure(namespace, "large", {"modelName": "example/large", **FAST_POD})
     cluster.apply(_selfhosted("large", min_replicas=1), namespace)
-    _provider(simulator, namespace, "gpt")
-    cluster.apply(_secret(SECRET, KEY), namespace)
-    cluster.apply(_provider_service("gpt", simulator, namespace), namespace)
+    _api_backed_gpt(cluster, simulator, namespace)
     cluster.apply(_policy([{"inferenceService": "gpt"}]), namespace)
     operator_process(namespace)
     gw = gateway(namespace, [SECRET])
