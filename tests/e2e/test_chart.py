@@ -228,7 +228,7 @@ def test_a_wrong_value_fails_helm_install_naming_it(
     ("settings", "message"),
     [
         (["leaderElection.enabled=false"], "replicas > 1 needs leaderElection.enabled=true"),
-        (["gateway.enabled=true"], "the operator deploys the gateway itself"),
+        (["gateway.enabled=true"], "The operator deploys the gateway itself"),
         (["gateway.enabled=false"], "in each namespace where an InferenceService needs the L7 front door"),
     ],
 )
