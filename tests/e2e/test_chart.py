@@ -119,6 +119,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "image": {"repository": "localhost/aipolicy", "tag": "dev", "pullPolicy": "Never"},
     },
     "one-replica": {"replicas": 1, "leaderElection": {"enabled": False}},
+    "gateway-image": {"gateway": {"image": {"repository": "registry.example/gateway", "tag": "1.2"}}},
     "monitoring": {
         "monitoring": {
             "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
@@ -149,16 +150,21 @@ def test_each_value_set_renders_what_it_asks_and_the_api_server_accepts_it(
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     if name == "defaults":
         assert container["image"] == "ghcr.io/aipolicy/aipolicy:0.1.0"
+        # the gateways the operator deploys run its own image unless told otherwise
+        assert env["AIPOLICY_GATEWAY_IMAGE"] == container["image"]
         assert not [a for a in container["args"] if a.startswith("--namespace")]
     if name == "namespaced":
         assert container["image"] == "localhost/aipolicy:dev"
         assert container["imagePullPolicy"] == "Never"
+        assert env["AIPOLICY_GATEWAY_IMAGE"] == "localhost/aipolicy:dev"
         assert [a for a in container["args"] if a.startswith("--namespace")] == [
             "--namespace=team-a",
             "--namespace=team-b",
         ]
         assert env["PROMETHEUS_URL"] == "http://prometheus.example.svc:9090"
         assert container["resources"]["requests"] == {"cpu": "250m", "memory": "256Mi"}
+    if name == "gateway-image":
+        assert env["AIPOLICY_GATEWAY_IMAGE"] == "registry.example/gateway:1.2"
     if name == "one-replica":
         assert deployment["spec"]["replicas"] == 1
         assert deployment["spec"]["strategy"]["type"] == "Recreate"
@@ -222,7 +228,8 @@ def test_a_wrong_value_fails_helm_install_naming_it(
     ("settings", "message"),
     [
         (["leaderElection.enabled=false"], "replicas > 1 needs leaderElection.enabled=true"),
-        (["gateway.enabled=true"], "the aipolicy gateway is not released yet"),
+        (["gateway.enabled=true"], "The operator deploys the gateway itself"),
+        (["gateway.enabled=false"], "in each namespace where an InferenceService needs the L7 front door"),
     ],
 )
 def test_values_the_chart_cannot_honour_fail_with_the_reason(

@@ -206,6 +206,13 @@ def _provider(simulator: Simulator, namespace: str, service: str, **options: Any
     simulator._call("PUT", f"/serving/{namespace}/{service}", {"apiKey": KEY, **options})
 
 
+def _api_backed_gpt(cluster: Cluster, simulator: Simulator, namespace: str) -> None:
+    """The API-backed service gpt, its simulated provider, and the Secret of its key."""
+    _provider(simulator, namespace, "gpt")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    cluster.apply(_provider_service("gpt", simulator, namespace), namespace)
+
+
 def _seen(simulator: Simulator, namespace: str, service: str) -> dict[str, Any]:
     result: dict[str, Any] = simulator._call("GET", f"/serving/{namespace}/{service}")
     return result
@@ -351,9 +358,7 @@ def test_a_suspended_budget_refuses_with_429_and_no_backend_sees_it(
     operator_process: OperatorFactory,
     gateway: GatewayFactory,
 ) -> None:
-    _provider(simulator, namespace, "gpt")
-    cluster.apply(_secret(SECRET, KEY), namespace)
-    cluster.apply(_provider_service("gpt", simulator, namespace), namespace)
+    _api_backed_gpt(cluster, simulator, namespace)
     # at 150/600 per million, each request of ~3 prompt and 50 completion tokens costs ~$0.03
     budget = {
         "apiVersion": GROUP_VERSION,
@@ -468,6 +473,36 @@ def _policy(
     }
 
 
+Answer = tuple[int, dict[str, str], dict[str, Any]]
+
+
+def _served_by(gw: GatewayHandle) -> Callable[[str], Callable[[], Answer | None]]:
+    """A probe per backend: a request for the large model answered by that backend, or None."""
+
+    def served_by(backend: str) -> Callable[[], Answer | None]:
+        def probe() -> Answer | None:
+            answer = gw.chat("example/large", 2)
+            return answer if answer[0] == 200 and answer[1].get("x-aipolicy-backend") == backend else None
+
+        return probe
+
+    return served_by
+
+
+def _error_storm_on_large(gw: GatewayHandle, simulator: Simulator, namespace: str) -> None:
+    """Once the large model answers through the gateway, most of its requests fail."""
+    wait_until(
+        "the large model answering", lambda: gw.chat("example/large", 1)[0] == 200, timeout=120, interval=1
+    )
+    # simulated clients keep the large model's error rate measured while real requests go elsewhere
+    simulator.traffic(
+        namespace,
+        "large",
+        {"kind": "constant", "rate": 5, "duration": 600, "promptTokens": 50, "outputTokens": 5},
+    )
+    simulator.fault(namespace, "large", errorRate=0.9)
+
+
 def test_an_error_storm_moves_real_requests_to_the_small_model_then_the_provider_then_back(
     cluster: Cluster,
     namespace: str,
@@ -493,24 +528,8 @@ def test_an_error_storm_moves_real_requests_to_the_small_model_then_the_provider
     cluster.apply(_policy([{"inferenceService": "small"}, provider_step]), namespace)
     operator_process(namespace)
     gw = gateway(namespace, [SECRET])
-    wait_until(
-        "the large model answering", lambda: gw.chat("example/large", 1)[0] == 200, timeout=120, interval=1
-    )
-    # simulated clients keep the large model's error rate measured while real requests go elsewhere
-    simulator.traffic(
-        namespace,
-        "large",
-        {"kind": "constant", "rate": 5, "duration": 600, "promptTokens": 50, "outputTokens": 5},
-    )
-
-    simulator.fault(namespace, "large", errorRate=0.9)
-
-    def served_by(backend: str) -> Callable[[], tuple[int, dict[str, str], dict[str, Any]] | None]:
-        def probe() -> tuple[int, dict[str, str], dict[str, Any]] | None:
-            answer = gw.chat("example/large", 2)
-            return answer if answer[0] == 200 and answer[1].get("x-aipolicy-backend") == backend else None
-
-        return probe
+    _error_storm_on_large(gw, simulator, namespace)
+    served_by = _served_by(gw)
 
     _, headers, body = wait_until(
         "requests on the small model", served_by("service/small"), timeout=120, interval=1
@@ -540,6 +559,52 @@ def test_an_error_storm_moves_real_requests_to_the_small_model_then_the_provider
         "requests back on the large model", served_by("service/large"), timeout=120, interval=1
     )
     assert headers["x-aipolicy-mode"] == "Normal" and body["model"] == "example/large"
+
+
+def test_a_fallback_to_an_api_backed_service_goes_through_the_gateway_to_its_provider(
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    prometheus: Prometheus,
+    operator_process: OperatorFactory,
+    gateway: GatewayFactory,
+) -> None:
+    """A chain step naming an API-backed InferenceService: it has no pods, so the L4 switch would
+    point the front door at nothing. The front door is the gateway from the start, the step
+    counts as healthy (no replicas to be Ready), and the request reaches that service's provider
+    with its key and model name."""
+    simulator.configure(namespace, "large", {"modelName": "example/large", **FAST_POD})
+    cluster.apply(_selfhosted("large", min_replicas=1), namespace)
+    _api_backed_gpt(cluster, simulator, namespace)
+    cluster.apply(_policy([{"inferenceService": "gpt"}]), namespace)
+    operator_process(namespace)
+    gw = gateway(namespace, [SECRET])
+
+    def front_door_on_the_gateway() -> dict[str, Any] | None:
+        door = cluster.get("service", "large", namespace) or {}
+        on_gateway = (door.get("spec") or {}).get("selector") == manifests.SELECTOR
+        return door if on_gateway else None
+
+    door = wait_until("the large model's front door on the gateway", front_door_on_the_gateway, timeout=60)
+    assert door["metadata"]["annotations"]["aipolicy.dev/front-door"] == "gateway"
+    assert door["spec"]["ports"][0]["targetPort"] == manifests.PORT
+
+    _error_storm_on_large(gw, simulator, namespace)
+    _, headers, body = wait_until(
+        "requests on the API-backed service", _served_by(gw)("service/gpt"), timeout=120, interval=1
+    )
+    assert headers["x-aipolicy-mode"] == "Fallback" and body["model"] == "gpt-4o-mini"
+    seen = _seen(simulator, namespace, "gpt")
+    assert seen["models"].get("gpt-4o-mini", 0) >= 1 and seen["unauthorized"] == 0
+    policy = cluster.get("fallbackpolicy", "fallback", namespace) or {}
+    assert policy["status"]["activeBackend"] == "service/gpt"
+
+    def large_in_fallback() -> dict[str, Any] | None:
+        status = (cluster.get("inferenceservice", "large", namespace) or {}).get("status") or {}
+        return status if status.get("mode") == "Fallback" else None
+
+    status = wait_until("the large model in Fallback mode", large_in_fallback, timeout=30)
+    assert status["backend"] == "service/gpt"
 
 
 def _provider_step(simulator: Simulator, namespace: str) -> dict[str, Any]:
@@ -678,3 +743,44 @@ def test_a_missing_secret_shows_in_the_services_conditions_without_the_operator_
         wait_until("Ready True", lambda: condition("Ready", "True"), timeout=30)["reason"]
         == "ProviderConfigured"
     )
+
+
+def test_the_gateways_own_objects_are_put_back_when_deleted_scaled_or_edited(
+    cluster: Cluster, namespace: str, simulator: Simulator, operator_process: OperatorFactory
+) -> None:
+    """The operator watches the gateway's objects like its other children: someone deleting the
+    Deployment or the Role, scaling the Deployment or changing its image sees it put back within
+    a tick or two, without the operator reading them from the API."""
+    cluster.apply(_provider_service("gpt", simulator, namespace), namespace)
+    operator_process(namespace)
+
+    def gateway_deployment(uid: str | None = None) -> Callable[[], dict[str, Any] | None]:
+        def probe() -> dict[str, Any] | None:
+            found = cluster.get("deployment", manifests.NAME, namespace)
+            if found is None or found["metadata"]["uid"] == uid or found["spec"]["replicas"] != 2:
+                return None
+            return found
+
+        return probe
+
+    first = wait_until("the gateway Deployment", gateway_deployment(), timeout=60)
+    container = first["spec"]["template"]["spec"]["containers"][0]
+
+    cluster.kubectl("-n", namespace, "delete", "deployment", manifests.NAME)
+    wait_until("the deleted Deployment back", gateway_deployment(first["metadata"]["uid"]), timeout=30)
+
+    cluster.kubectl("-n", namespace, "scale", "deployment", manifests.NAME, "--replicas=5")
+    wait_until("its replicas back at 2", gateway_deployment(), timeout=30)
+
+    cluster.kubectl("-n", namespace, "set", "image", f"deployment/{manifests.NAME}", "gateway=elsewhere:1")
+
+    def image_back() -> bool:
+        found = cluster.get("deployment", manifests.NAME, namespace) or {}
+        return (
+            bool(found) and found["spec"]["template"]["spec"]["containers"][0]["image"] == container["image"]
+        )
+
+    wait_until("its image back", image_back, timeout=30)
+
+    cluster.kubectl("-n", namespace, "delete", "role", manifests.NAME)
+    wait_until("the deleted Role back", lambda: cluster.get("role", manifests.NAME, namespace), timeout=30)

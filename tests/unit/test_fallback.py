@@ -25,6 +25,7 @@ from aipolicy.policy.fallback import (
     TriggerObservation,
     backend_label,
     decide_fallback,
+    service_step_health,
     trigger_condition,
     trigger_names,
 )
@@ -732,3 +733,35 @@ def test_flapping_input_gives_bounded_switches(
         assert exempt == 0
         # The brief's bound: elapsed / min(minSwitchInterval, holdFor), plus the first switch.
         assert transitions <= 1 + t / min(min_switch_s, max(hold_s, 1))
+
+
+@pytest.mark.parametrize(
+    ("obj", "exists", "healthy"),
+    [
+        pytest.param(None, False, False, id="a step naming no service"),
+        pytest.param({"spec": {"serving": {}}, "status": {"readyReplicas": 2}}, True, True, id="ready pods"),
+        pytest.param(
+            {"spec": {"serving": {}}, "status": {"readyReplicas": 0}}, True, False, id="no ready pod"
+        ),
+        pytest.param(
+            {"spec": {"provider": {"url": "https://api.example.com/v1"}}, "status": {"readyReplicas": 0}},
+            True,
+            True,
+            id="an API-backed service has no replicas and is usable: the gateway sends on to its provider",
+        ),
+        pytest.param(
+            {"spec": {"provider": {"url": "https://api.example.com/v1"}}, "status": {"mode": "Suspended"}},
+            True,
+            False,
+            id="an API-backed service suspended by its budget is not",
+        ),
+        pytest.param(
+            {"spec": {"serving": {}}, "status": {"readyReplicas": 1, "mode": "Fallback"}},
+            True,
+            False,
+            id="a service itself in fallback is not",
+        ),
+    ],
+)
+def test_the_health_of_a_chain_step_naming_a_service(obj: Any, exists: bool, healthy: bool) -> None:
+    assert service_step_health(obj) == BackendHealth(exists=exists, healthy=healthy)

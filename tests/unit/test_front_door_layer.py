@@ -9,7 +9,7 @@ import pytest
 from aipolicy.api.fallbackpolicy import FallbackStep
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import read
-from aipolicy.policy.frontdoor import l7_reason
+from aipolicy.policy.frontdoor import api_backed, l7_reason
 
 SERVING = {"serving": {"image": "vllm/vllm-openai:v0.6.3"}}
 PROVIDER = {"provider": {"url": "https://api.example.com/v1", "apiKeySecret": "key"}}
@@ -79,3 +79,22 @@ def test_front_door_layer(
         assert reason is None
     else:
         assert reason is not None and gateway_because in reason
+
+
+def test_a_chain_step_naming_an_api_backed_service_sends_the_service_through_the_gateway() -> None:
+    """Its pods do not exist: the L4 switch would select nothing; the gateway sends the request on
+    to that service's provider."""
+    api_backed_step = FallbackStep.model_validate({"inferenceService": "gpt"})
+    reason = l7_reason(
+        _isvc(**SERVING),
+        [api_backed_step],
+        api_backed({"metadata": {"name": "gpt"}, "spec": PROVIDER} for _ in [0]),
+    )
+    assert reason is not None and "API-backed InferenceService (step 0)" in reason
+    # the same step naming a self-hosted service keeps the L4 switch
+    assert (
+        l7_reason(
+            _isvc(**SERVING), [api_backed_step], api_backed([{"metadata": {"name": "gpt"}, "spec": SERVING}])
+        )
+        is None
+    )

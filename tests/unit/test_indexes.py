@@ -146,3 +146,21 @@ def test_slimming_a_body_missing_a_part_does_not_fail(drop: str) -> None:
     slim_resource(body)
     slim_child(body)
     slim_pod(body)
+
+
+def test_a_gateway_object_as_observed_is_what_was_applied_and_nothing_of_its_bulk() -> None:
+    """Applied as kube/gateway.py builds it, the watch's form of each gateway object needs no
+    repair; the slim form keeps only the hash, and a Deployment's replicas and generation."""
+    from aipolicy.controllers.indexes import observed_gateway_object
+    from aipolicy.kube.gateway import GatewayNeed, gateway_objects, to_repair
+
+    wanted = gateway_objects("team-a", "img", GatewayNeed(owners=(("api", "uid-api"),), secrets=("k",)))
+    stored = []
+    for obj in copy.deepcopy(wanted):
+        obj["metadata"] |= {"managedFields": MANAGED_FIELDS, "resourceVersion": "9", "generation": 3}
+        obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = "{}"
+        stored.append(obj)
+    observed = {o["kind"]: observed_gateway_object(o) for o in stored}
+    assert to_repair(wanted, observed, applied_generation=3) == []
+    assert observed["Deployment"].replicas == 2 and observed["Deployment"].generation == 3
+    assert observed["Role"].replicas is None and observed["Role"].generation is None

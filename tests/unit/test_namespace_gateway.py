@@ -7,7 +7,8 @@ from typing import Any
 from aipolicy.api.fallbackpolicy import FallbackStep
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import read
-from aipolicy.kube.gateway import KINDS, GatewayNeed, gateway_need, gateway_objects
+from aipolicy.kube.children import HASH_ANNOTATION
+from aipolicy.kube.gateway import KINDS, GatewayNeed, Observed, gateway_need, gateway_objects, to_repair
 
 
 def _isvc(name: str, **spec: Any) -> InferenceService:
@@ -38,6 +39,22 @@ def test_every_service_that_needs_l7_owns_the_gateway_and_only_those() -> None:
     assert need.secrets == ("example", "openai")
 
 
+def test_a_service_whose_chain_names_an_api_backed_service_owns_the_gateway() -> None:
+    api = _isvc("gpt", provider={"url": "https://api.example.com/v1", "apiKeySecret": "example"})
+    to_api = FallbackStep.model_validate({"inferenceService": "gpt"})
+    to_plain = FallbackStep.model_validate({"inferenceService": "plain"})
+    need = gateway_need(
+        [
+            (_isvc("big", **SERVING), [to_api]),
+            (api, []),
+            (_isvc("mid", **SERVING), [to_plain]),
+            (_isvc("plain", **SERVING), []),
+        ]
+    )
+    assert need.owners == (("big", "uid-big"), ("gpt", "uid-gpt"))
+    assert need.secrets == ("example",)
+
+
 def test_each_gateway_object_is_owned_by_every_l7_service_without_a_controller() -> None:
     need = GatewayNeed(owners=(("api", "uid-api"), ("big", "uid-big")), secrets=("openai",))
     objects = gateway_objects("team-a", "img", need)
@@ -54,3 +71,44 @@ def test_each_gateway_object_is_owned_by_every_l7_service_without_a_controller()
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["openai"], "verbs": ["get"]}
     ]
     assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in role["rules"])
+
+
+def _observed_as_applied(objects: list[dict[str, Any]]) -> dict[str, Observed]:
+    return {
+        o["kind"]: Observed(
+            o["metadata"]["annotations"][HASH_ANNOTATION],
+            o["spec"]["replicas"] if o["kind"] == "Deployment" else None,
+            3 if o["kind"] == "Deployment" else None,
+        )
+        for o in objects
+    }
+
+
+def test_gateway_objects_as_applied_need_no_repair() -> None:
+    wanted = gateway_objects("team-a", "img", GatewayNeed(owners=(("api", "uid-api"),), secrets=("k",)))
+    assert to_repair(wanted, _observed_as_applied(wanted), applied_generation=3) == []
+    # after a restart the operator knows no generation: the hash and replicas still tell
+    assert to_repair(wanted, _observed_as_applied(wanted)) == []
+    # the watch not caught up with our own apply yet is no drift
+    assert to_repair(wanted, _observed_as_applied(wanted), applied_generation=4) == []
+
+
+def test_a_deleted_scaled_or_edited_gateway_object_is_repaired() -> None:
+    wanted = gateway_objects("team-a", "img", GatewayNeed(owners=(("api", "uid-api"),), secrets=("k",)))
+    observed = _observed_as_applied(wanted)
+    deleted = {k: v for k, v in observed.items() if k != "Deployment"}
+    assert [o["kind"] for o in to_repair(wanted, deleted)] == ["Deployment"]
+    scaled = {**observed, "Deployment": Observed(observed["Deployment"].applied_hash, 7, 4)}
+    assert [o["kind"] for o in to_repair(wanted, scaled, applied_generation=3)] == ["Deployment"]
+    edited = {**observed, "Deployment": Observed(observed["Deployment"].applied_hash, 2, 4)}
+    assert [o["kind"] for o in to_repair(wanted, edited, applied_generation=3)] == ["Deployment"]
+    no_role = {k: v for k, v in observed.items() if k != "Role"}
+    assert [o["kind"] for o in to_repair(wanted, no_role)] == ["Role"]
+
+
+def test_a_changed_need_reapplies_every_object_in_order() -> None:
+    before = gateway_objects("team-a", "img", GatewayNeed(owners=(("api", "uid-api"),), secrets=("k",)))
+    after = gateway_objects(
+        "team-a", "img", GatewayNeed(owners=(("api", "uid-api"), ("big", "uid-big")), secrets=("k",))
+    )
+    assert [o["kind"] for o in to_repair(after, _observed_as_applied(before))] == list(KINDS)

@@ -28,6 +28,7 @@ from aipolicy.policy.fallback import (
     BackendHealth,
     TriggerObservation,
     decide_fallback,
+    service_step_health,
     trigger_names,
 )
 from aipolicy.policy.observations import Reading, Unavailable, Value
@@ -59,12 +60,7 @@ def backend_health(
         if step.inference_service is None:
             health.append(BackendHealth(exists=True, healthy=True))
             continue
-        status = _isvc_status(one(inferenceservices, (namespace, step.inference_service)))
-        if status is None:
-            health.append(BackendHealth(exists=False, healthy=False))
-        else:
-            healthy = status.ready_replicas > 0 and status.mode not in ("Fallback", "Suspended")
-            health.append(BackendHealth(exists=True, healthy=healthy))
+        health.append(service_step_health(one(inferenceservices, (namespace, step.inference_service))))
     return health
 
 

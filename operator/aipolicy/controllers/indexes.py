@@ -18,7 +18,9 @@ from typing import Any
 
 import kopf
 
+from aipolicy.gateway import manifests as gateway_manifests
 from aipolicy.kube.children import HASH_ANNOTATION, SERVICE_LABEL
+from aipolicy.kube.gateway import Observed
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -170,6 +172,40 @@ services_by_service = _by_service("", "v1", "services", slim_child, id="services
 disruption_budgets_by_service = _by_service(
     "policy", "v1", "poddisruptionbudgets", slim_child, id="disruption_budgets_by_service"
 )
+
+
+def observed_gateway_object(body: Mapping[str, Any]) -> Observed:
+    """One of a namespace's gateway objects, as much as drift repair compares (kube/gateway.py)."""
+    metadata = body.get("metadata") or {}
+    replicas = (body.get("spec") or {}).get("replicas") if body.get("kind") == "Deployment" else None
+    generation = metadata.get("generation") if body.get("kind") == "Deployment" else None
+    return Observed((metadata.get("annotations") or {}).get(HASH_ANNOTATION), replicas, generation)
+
+
+def _gateway_object(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[str, Observed] | None:
+    return {namespace: observed_gateway_object(body)} if name == gateway_manifests.NAME else None
+
+
+# The gateway's own objects, one index per kind, by namespace: someone deleting or editing one is
+# seen here and repaired on the next tick (inferenceservice._reconcile_gateway).
+_GATEWAY_RESOURCES = {
+    "ServiceAccount": ("", "serviceaccounts"),
+    "Role": ("rbac.authorization.k8s.io", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"),
+    "Service": ("", "services"),
+    "Deployment": ("apps", "deployments"),
+}
+GATEWAY_INDEXES = {kind: f"gateway_{plural}" for kind, (_, plural) in _GATEWAY_RESOURCES.items()}
+for kind, (group, plural) in _GATEWAY_RESOURCES.items():
+    kopf.index(group, "v1", plural, id=GATEWAY_INDEXES[kind], labels=gateway_manifests.SELECTOR)(
+        _gateway_object  # type: ignore[arg-type]
+    )
+
+
+def observed_gateway(indexes: Mapping[str, Any], namespace: str) -> dict[str, Observed]:
+    """The namespace's gateway objects by kind, from the indexes kopf passes every handler."""
+    found = {kind: one(indexes[index], namespace) for kind, index in GATEWAY_INDEXES.items()}
+    return {kind: obj for kind, obj in found.items() if obj is not None}
 
 
 def one(index: kopf.Index[Any, Any], key: Any) -> Any | None:

@@ -32,7 +32,7 @@ from aipolicy.api.inferenceservice import (
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import economics, metrics, slo
 from aipolicy.controllers.events import StatusConditions, report_invalid_spec, status_differs, write_status
-from aipolicy.controllers.indexes import Key, one
+from aipolicy.controllers.indexes import Key, observed_gateway, one
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.gateway import manifests as gateway_manifests
 from aipolicy.kube import children
@@ -51,7 +51,7 @@ from aipolicy.observe.unschedulable import UNSCHEDULABLE
 from aipolicy.policy.coldstart import ColdStartSample, lead_time, measure_cold_starts
 from aipolicy.policy.conflicts import governing_policy
 from aipolicy.policy.cycles import aligned
-from aipolicy.policy.frontdoor import l7_reason
+from aipolicy.policy.frontdoor import api_backed, l7_reason
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import (
     ScalingMemory,
@@ -267,16 +267,26 @@ async def reconcile_inference_service(
     key = (namespace, name)
     # before the quiet-inputs skip: the namespace's gateway depends on its other services
     await _reconcile_gateway(
-        rt, namespace, inferenceservices_by_namespace.get(namespace, []), fallbackpolicies_by_target, logger
+        rt,
+        namespace,
+        inferenceservices_by_namespace.get(namespace, []),
+        fallbackpolicies_by_target,
+        observed_gateway(_, namespace),
+        logger,
     )
-    inputs = _inputs(
-        body,
-        aibudgets_by_namespace.get(namespace, []),
-        fallbackpolicies_by_target.get(key, []),
-        pods_by_service.get(key, []),
-        deployments_by_service.get(key, []),
-        services_by_service.get(key, []),
-        disruption_budgets_by_service.get(key, []),
+    # which services of the namespace are API-backed decides whether a chain needs the gateway
+    api_services = api_backed(inferenceservices_by_namespace.get(namespace, []))
+    inputs = (
+        api_services,
+        *_inputs(
+            body,
+            aibudgets_by_namespace.get(namespace, []),
+            fallbackpolicies_by_target.get(key, []),
+            pods_by_service.get(key, []),
+            deployments_by_service.get(key, []),
+            services_by_service.get(key, []),
+            disruption_budgets_by_service.get(key, []),
+        ),
     )
     if memo.get(QUIET_INPUTS) == inputs and now < memo.get(NEXT_EVALUATION, now):
         return  # the same inputs as a pass that found nothing to do, and no evaluation due
@@ -298,7 +308,7 @@ async def reconcile_inference_service(
     pods = with_creation_failure(pods, one(deployments_by_service, key))
     policy = governing_policy(list(fallbackpolicies_by_target.get(key, [])))
     mode = decide_mode(isvc, list(aibudgets_by_namespace.get(namespace, [])), policy)
-    via_gateway = l7_reason(isvc, _chain(policy)) is not None
+    via_gateway = l7_reason(isvc, _chain(policy), api_services) is not None
 
     if isvc.spec.serving is not None:
         wrote = await _reconcile_serving(
@@ -414,12 +424,15 @@ async def _reconcile_gateway(
     namespace: str,
     services: Iterable[Mapping[str, Any]],
     policies_by_target: kopf.Index[Key, dict[str, Any]],
+    observed: Mapping[str, namespace_gateway.Observed],
     logger: kopf.Logger,
 ) -> None:
     """Apply the namespace's gateway while a service needs L7, delete it when none does.
 
-    Once per tick per namespace, and only when what it should look like changed (owners,
-    Secrets) since the last apply: a namespace of a thousand services costs one pass per tick.
+    Once per tick per namespace, and it writes only what the watch shows missing or drifted
+    (`observed`, from the gateway indexes; kube/gateway.py to_repair): a namespace of a thousand
+    services costs one pass per tick and no API call, and someone deleting, scaling or editing
+    the gateway sees it put back on the next tick.
     """
     checked = time.monotonic()
     if checked - rt.gateway_checked.get(namespace, float("-inf")) < TICK / 2:
@@ -432,24 +445,26 @@ async def _reconcile_gateway(
             policy = governing_policy(list(policies_by_target.get((namespace, isvc.metadata.name), [])))
             parsed.append((isvc, _chain(policy)))
     need = namespace_gateway.gateway_need(parsed)
-    wanted = need if need.owners else None
-    if namespace in rt.gateway_applied and rt.gateway_applied[namespace] == wanted:
-        return
-    rt.gateway_applied.pop(namespace, None)  # until this pass succeeds
     try:
-        if wanted is not None:
-            for manifest in namespace_gateway.gateway_objects(namespace, rt.gateway_image, wanted):
-                await rt.kube.apply(manifest)
-            owners = ", ".join(name for name, _ in wanted.owners)
-            logger.info("gateway of %s applied for %s", namespace, owners)
+        if need.owners:
+            wanted = namespace_gateway.gateway_objects(namespace, rt.gateway_image, need)
+            repair = namespace_gateway.to_repair(wanted, observed, rt.gateway_generation.get(namespace))
+            for manifest in repair:
+                stored = await rt.kube.apply(manifest)
+                if manifest["kind"] == "Deployment":
+                    rt.gateway_generation[namespace] = int(stored["metadata"]["generation"])
+            if repair:
+                owners = ", ".join(name for name, _ in need.owners)
+                kinds = ", ".join(m["kind"] for m in repair)
+                logger.info("gateway of %s applied (%s) for %s", namespace, kinds, owners)
         else:
+            rt.gateway_generation.pop(namespace, None)
             for kind in reversed(namespace_gateway.KINDS):
-                await rt.kube.delete(kind, namespace, gateway_manifests.NAME)
+                if kind in observed:
+                    await rt.kube.delete(kind, namespace, gateway_manifests.NAME)
     except ApiException as error:
         # retried next tick; the services' own children must not wait on it
         logger.warning("gateway of %s not reconciled: %s %s", namespace, error.status, error.reason)
-        return
-    rt.gateway_applied[namespace] = wanted
 
 
 async def _secrets_verdict(

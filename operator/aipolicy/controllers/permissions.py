@@ -19,6 +19,9 @@ import kubernetes
 
 OWN = "aipolicy.dev"
 KINDS = ("inferenceservices", "aibudgets", "fallbackpolicies")
+RBAC = "rbac.authorization.k8s.io"
+#: The gateway's objects besides its Deployment and Service (group, resource).
+GATEWAY_KINDS = (("", "serviceaccounts"), (RBAC, "roles"), (RBAC, "rolebindings"))
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,12 @@ def required(namespaces: Iterable[str], lease: tuple[str, str] | None) -> list[A
         ]
         needed += [Access(v, "", "services", ns) for v in ("list", "watch", "create", "patch")]
         needed += [Access(v, "", "pods", ns) for v in ("list", "watch")]
+        # the gateway's objects, watched for drift repair, applied and deleted
+        needed += [
+            Access(v, group, plural, ns)
+            for group, plural in GATEWAY_KINDS
+            for v in ("list", "watch", "create", "patch", "delete")
+        ]
         needed.append(Access("create", "", "events", ns))
     needed += [Access(v, "apiextensions.k8s.io", "customresourcedefinitions") for v in ("list", "watch")]
     if lease is not None:

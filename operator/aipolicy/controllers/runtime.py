@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass, field
 
 from aipolicy.kube.client import Kube
-from aipolicy.kube.gateway import GatewayNeed
 from aipolicy.observe.presets import MetricNames
 from aipolicy.observe.prometheus import QueryCache
 
@@ -24,9 +23,10 @@ class Runtime:
     gateway_image: str = field(
         default_factory=lambda: os.environ.get("AIPOLICY_GATEWAY_IMAGE", "ghcr.io/aipolicy/aipolicy:0.1.0")
     )
-    #: What each namespace's gateway was last made to look like (None: deleted). Empty after a
-    #: restart, which costs one idempotent apply or delete per namespace.
-    gateway_applied: dict[str, GatewayNeed | None] = field(default_factory=dict)
+    #: The generation of each namespace's gateway Deployment as the operator last applied it: a
+    #: higher one in the watch is someone's edit (kube/gateway.py to_repair). Empty after a
+    #: restart, when the applied hash and replicas alone tell drift.
+    gateway_generation: dict[str, int] = field(default_factory=dict)
     #: When each namespace's gateway was last checked (monotonic), so that a namespace of many
     #: services checks once per tick, not once per service.
     gateway_checked: dict[str, float] = field(default_factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Sequence
@@ -74,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
 
         def started(_: object, port: int) -> None:
+            # What exists once serving (imports, the client libraries, the synced objects) lives
+            # as long as the process: out of the collector's sight, a full collection no longer
+            # walks it mid-request (about 60,000 objects, tens of ms on this machine).
+            gc.freeze()
             if args.port_file is not None:
                 args.port_file.write_text(f"{port}\n")
 

@@ -58,95 +58,83 @@ E2E_BUCKETS = (
 )
 LITELLM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
-_BY = ["namespace", "service", "backend"]
+_SERVICE = ["namespace", "service"]
+_BY = [*_SERVICE, "backend"]
 
 
 class GatewayMetrics:
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "aipolicy_gateway_requests", "Requests answered, by HTTP status", [*_BY, "code"], registry=r
-        )
-        self.ttft = Histogram(
+        self.registry = CollectorRegistry()
+        counter, gauge, histogram = self._counter, self._gauge, self._histogram
+        self.requests = counter("aipolicy_gateway_requests", "Requests answered, by HTTP status", "code")
+        self.ttft = histogram(
             "aipolicy_gateway_time_to_first_token_seconds",
             "From the request to the first response byte of the backend",
-            _BY,
-            buckets=TTFT_BUCKETS,
-            registry=r,
+            TTFT_BUCKETS,
         )
-        self.e2e = Histogram(
-            "aipolicy_gateway_request_duration_seconds",
-            "From the request to its last byte",
-            _BY,
-            buckets=E2E_BUCKETS,
-            registry=r,
+        self.e2e = histogram(
+            "aipolicy_gateway_request_duration_seconds", "From the request to its last byte", E2E_BUCKETS
         )
-        self.prompt_tokens = Counter(
-            "aipolicy_gateway_prompt_tokens", "Prompt tokens, from the backend's usage", _BY, registry=r
+        self.prompt_tokens = counter(
+            "aipolicy_gateway_prompt_tokens", "Prompt tokens, from the backend's usage"
         )
-        self.completion_tokens = Counter(
-            "aipolicy_gateway_completion_tokens",
-            "Completion tokens, from the backend's usage",
-            _BY,
-            registry=r,
+        self.completion_tokens = counter(
+            "aipolicy_gateway_completion_tokens", "Completion tokens, from the backend's usage"
         )
-        self.spend = Counter(
-            "aipolicy_gateway_spend",
-            "Money at the serving backend's token prices",
-            [*_BY, "currency"],
-            registry=r,
+        self.spend = counter(
+            "aipolicy_gateway_spend", "Money at the serving backend's token prices", "currency"
         )
-        self.waiting = Gauge(
+        self.waiting = gauge(
             "aipolicy_frontdoor_requests_waiting",
             "Requests held by the activator while the service has no Ready replica",
-            ["namespace", "service"],
-            registry=r,
+            _SERVICE,
         )
-        self.in_flight = Gauge(
-            "aipolicy_gateway_requests_in_flight", "Requests at a backend now", _BY, registry=r
-        )
+        self.in_flight = gauge("aipolicy_gateway_requests_in_flight", "Requests at a backend now", _BY)
         # 1 per Secret a provider of the namespace names and the gateway cannot use, by why
         # (SecretNotFound, SecretKeyMissing, SecretUnreadable): the operator reads it to
         # report the Secret in the InferenceService's conditions without reading Secrets.
-        self.secret_problems = Gauge(
+        self.secret_problems = gauge(
             "aipolicy_gateway_secret_problem",
             "Referenced Secrets the gateway cannot use (1), by reason; never a value",
             ["namespace", "secret", "reason"],
-            registry=r,
         )
         self._secret_labels: set[tuple[str, str, str]] = set()
-        # The LiteLLM preset, for API-backed services (what observe/presets.py reads).
-        self.litellm_requests = Counter(
-            "litellm_proxy_total_requests_metric",
-            "Requests (LiteLLM preset)",
-            ["namespace", "service", "status_code"],
-            registry=r,
+        # The LiteLLM preset, for API-backed services (what observe/presets.py reads): labelled
+        # by the API-backed service, not the backend.
+        self.litellm_requests = counter(
+            "litellm_proxy_total_requests_metric", "Requests (LiteLLM preset)", "status_code", labels=_SERVICE
         )
-        self.litellm_failed = Counter(
+        self.litellm_failed = counter(
             "litellm_proxy_failed_requests_metric",
             "Failed requests (LiteLLM preset)",
-            ["namespace", "service", "exception_status"],
-            registry=r,
+            "exception_status",
+            labels=_SERVICE,
         )
-        self.litellm_input = Counter(
-            "litellm_input_tokens_metric",
-            "Prompt tokens (LiteLLM preset)",
-            ["namespace", "service"],
-            registry=r,
+        self.litellm_input = counter(
+            "litellm_input_tokens_metric", "Prompt tokens (LiteLLM preset)", labels=_SERVICE
         )
-        self.litellm_output = Counter(
-            "litellm_output_tokens_metric",
-            "Completion tokens (LiteLLM preset)",
-            ["namespace", "service"],
-            registry=r,
+        self.litellm_output = counter(
+            "litellm_output_tokens_metric", "Completion tokens (LiteLLM preset)", labels=_SERVICE
         )
-        self.litellm_latency = Histogram(
+        self.litellm_latency = histogram(
             "litellm_request_total_latency_metric",
             "End-to-end latency (LiteLLM preset)",
-            ["namespace", "service"],
-            buckets=LITELLM_BUCKETS,
-            registry=r,
+            LITELLM_BUCKETS,
+            labels=_SERVICE,
         )
+
+    # One builder per type: every metric here lives in this registry, labelled by namespace,
+    # service and (unless told otherwise) serving backend, plus any extra label.
+    def _counter(self, name: str, doc: str, *extra: str, labels: list[str] = _BY) -> Counter:
+        return Counter(name, doc, [*labels, *extra], registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, labels: list[str]) -> Gauge:
+        return Gauge(name, doc, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, doc: str, buckets: tuple[float, ...], *, labels: list[str] = _BY
+    ) -> Histogram:
+        return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
 
     def secret_state(self, namespace: str, problems: dict[str, str]) -> None:
         """Exactly the current problems (secret -> reason) are exported; fixed ones vanish."""

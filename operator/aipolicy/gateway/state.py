@@ -1,30 +1,26 @@
 """What the gateway knows of its namespace: read-only watches, kept on the event loop.
 
 Four watches (InferenceServices, FallbackPolicies, AIBudgets, Pods), each in a thread because
-the kubernetes client blocks: list, then watch from the list's resourceVersion, re-list on
-410 Gone or any error. Events are handed to the loop with ``call_soon_threadsafe``, so the
-:class:`Store` is only touched by one thread, and every change wakes the requests held by
-the activator. The gateway only reads: ``get``, ``list`` and ``watch``, never a write.
+the kubernetes client blocks (kube/follow.py: list, then watch from the list's
+resourceVersion, re-list on 410 Gone or any error). Events are handed to the loop with
+``call_soon_threadsafe``, so the :class:`Store` is only touched by one thread, and every
+change wakes the requests held by the activator. The gateway only reads: ``get``, ``list``
+and ``watch``, never a write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-from kubernetes import watch as k8s_watch
 
 from aipolicy.api.common import GROUP, VERSION
 from aipolicy.gateway.routing import Endpoint, Snapshot
+from aipolicy.kube.follow import ListWatch
 
 __all__ = ["KINDS", "Store", "Watcher", "ready_endpoints"]
-
-log = logging.getLogger(__name__)
 
 SERVICE_LABEL = "aipolicy.dev/service"
 KINDS = ("inferenceservices", "fallbackpolicies", "aibudgets", "pods")
@@ -100,7 +96,8 @@ class Store:
 
 
 class Watcher:
-    """Lists and watches one kind in one namespace, in a daemon thread."""
+    """Lists and watches one kind in one namespace (kube/follow.py), in a daemon thread; what
+    it sees reaches the :class:`Store` on the event loop."""
 
     def __init__(
         self,
@@ -115,23 +112,25 @@ class Watcher:
         from kubernetes import client
 
         self.kind = kind
-        self.namespace = namespace
         self.api_client = api_client
         self.loop = loop
         self.store = store
-        self.retry_s = retry_s
-        self._stop = threading.Event()
-        self._watch: Any = None
         if kind == "pods":
-            core = client.CoreV1Api(api_client)
-            self._list: Callable[..., Any] = core.list_namespaced_pod
-            self._args: tuple[Any, ...] = (namespace,)
-            self._kwargs: dict[str, Any] = {"label_selector": SERVICE_LABEL}
+            list_func: Callable[..., Any] = client.CoreV1Api(api_client).list_namespaced_pod
+            args: tuple[Any, ...] = (namespace,)
+            selector: str | None = SERVICE_LABEL
         else:
-            custom = client.CustomObjectsApi(api_client)
-            self._list = custom.list_namespaced_custom_object
-            self._args = (GROUP, VERSION, namespace, kind)
-            self._kwargs = {}
+            list_func = client.CustomObjectsApi(api_client).list_namespaced_custom_object
+            args, selector = (GROUP, VERSION, namespace, kind), None
+        self.follow = ListWatch(
+            list_func,
+            args,
+            self._listed,
+            self._event,
+            what=kind,
+            label_selector=selector,
+            backoff_s=retry_s,
+        )
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         if isinstance(obj, dict):
@@ -139,51 +138,14 @@ class Watcher:
         plain: dict[str, Any] = self.api_client.sanitize_for_serialization(obj)
         return plain
 
-    def _relist(self) -> str:
-        result = self._list(*self._args, **self._kwargs)
-        if isinstance(result, dict):
-            items, rv = result.get("items") or [], result["metadata"]["resourceVersion"]
-        else:
-            items, rv = result.items, result.metadata.resource_version
-        plain = [self._plain(i) for i in items]
-        self.loop.call_soon_threadsafe(self.store.replace, self.kind, plain)
-        return str(rv)
+    def _listed(self, items: list[Any]) -> None:
+        self.loop.call_soon_threadsafe(self.store.replace, self.kind, [self._plain(i) for i in items])
 
-    def _events(self, rv: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        factory: Any = k8s_watch.Watch  # the client is untyped
-        self._watch = factory()
-        for event in self._watch.stream(
-            self._list, *self._args, resource_version=rv, timeout_seconds=60, **self._kwargs
-        ):
-            if self._stop.is_set():
-                return
-            kind = event.get("type")
-            if kind == "ERROR":
-                raise RuntimeError(f"watch error: {event.get('raw_object')}")
-            yield str(kind), self._plain(event["object"])
-
-    def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                rv = self._relist()
-                while not self._stop.is_set():
-                    last = rv
-                    for kind, obj in self._events(rv):
-                        self.loop.call_soon_threadsafe(self.store.apply, self.kind, kind, obj)
-                        last = obj.get("metadata", {}).get("resourceVersion", last)
-                    rv = last
-            except Exception as exc:  # re-list after any failure, including 410 Gone
-                if self._stop.is_set():
-                    return
-                log.info("watch of %s restarts: %s", self.kind, type(exc).__name__)
-                time.sleep(self.retry_s)
+    def _event(self, event_type: str, obj: Any) -> None:
+        self.loop.call_soon_threadsafe(self.store.apply, self.kind, event_type, self._plain(obj))
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name=f"watch-{self.kind}", daemon=True)
-        thread.start()
-        return thread
+        return self.follow.start_thread()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()
+        self.follow.stop()

@@ -10,7 +10,9 @@ provider), which owner references alone cannot express.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from aipolicy.api.common import API_VERSION
 from aipolicy.api.fallbackpolicy import FallbackStep
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.gateway import manifests
+from aipolicy.kube.children import HASH_ANNOTATION
 from aipolicy.policy.frontdoor import l7_reason
 
 #: The gateway's objects, in the order they are applied (the Deployment last: its pods need
@@ -36,10 +39,12 @@ class GatewayNeed:
 
 def gateway_need(services: Iterable[tuple[InferenceService, list[FallbackStep]]]) -> GatewayNeed:
     """From each service of a namespace with its governing FallbackPolicy's chain."""
+    services = list(services)
+    api = frozenset(isvc.metadata.name for isvc, _ in services if isvc.spec.provider is not None)
     owners: set[tuple[str, str]] = set()
     secrets: set[str] = set()
     for isvc, chain in services:
-        if l7_reason(isvc, chain) is None:
+        if l7_reason(isvc, chain, api) is None:
             continue
         owners.add((isvc.metadata.name, isvc.metadata.uid))
         if isvc.spec.provider is not None and isvc.spec.provider.api_key_secret:
@@ -67,4 +72,40 @@ def gateway_objects(namespace: str, image: str, need: GatewayNeed) -> list[dict[
     ]
     for obj in objects:
         obj["metadata"] = {**obj["metadata"], "ownerReferences": owners}
+        # all of it, replicas included: nobody else scales the gateway
+        digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+        obj["metadata"]["annotations"] = {HASH_ANNOTATION: digest}
     return objects
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One gateway object as the operator's watch last saw it."""
+
+    applied_hash: str | None = None
+    replicas: int | None = None  # a Deployment's spec.replicas
+    generation: int | None = None  # a Deployment's metadata.generation
+
+
+def to_repair(
+    wanted: list[dict[str, Any]], observed: Mapping[str, Observed], applied_generation: int | None = None
+) -> list[dict[str, Any]]:
+    """The wanted objects (in apply order) that are missing or differ from what was applied.
+
+    Drift is seen without reading the API: an object deleted is missing from the watch, one
+    whose annotation holds another hash was applied from another need, and a Deployment whose
+    replicas were changed (``kubectl scale``) or whose spec was edited since the operator's own
+    apply (its generation moved past ``applied_generation``, known until a restart) is put back.
+    """
+    repair = []
+    for obj in wanted:
+        seen = observed.get(obj["kind"])
+        drifted = seen is None or seen.applied_hash != obj["metadata"]["annotations"][HASH_ANNOTATION]
+        if seen is not None and obj["kind"] == "Deployment":
+            drifted = drifted or seen.replicas != obj["spec"]["replicas"]
+            # a generation below ours is the watch not having caught up with our own apply yet
+            if seen.generation is not None and applied_generation is not None:
+                drifted = drifted or seen.generation > applied_generation
+        if drifted:
+            repair.append(obj)
+    return repair

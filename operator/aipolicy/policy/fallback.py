@@ -56,10 +56,10 @@ not apply it. Times must be timezone-aware; a clock that steps backwards only de
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from aipolicy.api.common import parse_duration
@@ -115,6 +115,24 @@ class BackendHealth:
     """An InferenceService step names an existing service (providers and degraded always do)."""
     healthy: bool
     """Usable now: ready replicas > 0 and not itself in fallback; providers unless known failing."""
+
+
+def service_step_health(obj: Mapping[str, Any] | None) -> BackendHealth:
+    """An InferenceService chain step, from the service as stored (None: it does not exist).
+
+    A self-hosted one is usable with a Ready replica; an API-backed one has no replicas at
+    all, and is usable as long as it can take requests (the gateway sends them on to its
+    provider). Either is unusable while it is itself suspended or in fallback.
+    """
+    if obj is None:
+        return BackendHealth(exists=False, healthy=False)
+    status = obj.get("status") or {}
+    if status.get("mode") in ("Fallback", "Suspended"):
+        return BackendHealth(exists=True, healthy=False)
+    if (obj.get("spec") or {}).get("provider"):
+        return BackendHealth(exists=True, healthy=True)
+    ready = status.get("readyReplicas")
+    return BackendHealth(exists=True, healthy=isinstance(ready, int) and ready > 0)
 
 
 @dataclass(frozen=True)
