@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Serving", "count_tokens"]
 
+#: How long a pod the simulator does not see Ready yet may take to show up Ready in its watch.
+WATCH_LAG_GRACE_S = 2.0
 DEFAULT_MAX_TOKENS = 16
 MAX_TOKENS_CAP = 4096
 _WORDS = ("the", "model", "answers", "with", "simulated", "tokens", "of", "text", "and", "then")
@@ -180,13 +182,25 @@ class Serving:
 
     # --- which service ------------------------------------------------------------------
 
-    def _service_of(self, request: web.Request) -> tuple[ServiceId | None, web.Response | None]:
-        """The service behind the endpoint, or the answer a real server would give instead."""
+    async def _service_of(self, request: web.Request) -> tuple[ServiceId | None, web.Response | None]:
+        """The service behind the endpoint, or the answer a real server would give instead.
+
+        A pod the API already reports Ready is serving: its readiness probe passed. The
+        simulator learns that from its own watch, which can trail the caller's (the gateway's)
+        by a few milliseconds, so a pod it does not see Ready yet gets a short grace before the
+        503 a loading server would give. Without it, the activator's first forward races the
+        simulator's watch.
+        """
         ns, name = request.match_info["namespace"], request.match_info["name"]
         self.sim.tick()
         if request.path.startswith("/providers/"):
             return ServiceId(ns, name), None
+        deadline = time.monotonic() + WATCH_LAG_GRACE_S
         status = self.sim.fleet.pod_status(ns, name)
+        while (status is None or not status.ready) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            self.sim.tick()
+            status = self.sim.fleet.pod_status(ns, name)
         if status is None:
             return None, _error(404, f"no pod {ns}/{name}", "not_found_error")
         if not status.ready:
@@ -200,7 +214,7 @@ class Serving:
         return self.sim.fleet.settings(sid).model if self.sim.fleet.service(sid) is not None else None
 
     async def _models(self, request: web.Request) -> web.Response:
-        sid, refusal = self._service_of(request)
+        sid, refusal = await self._service_of(request)
         if refusal is not None:
             return refusal
         assert sid is not None
@@ -215,7 +229,7 @@ class Serving:
     # --- completions --------------------------------------------------------------------
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
-        sid, refusal = self._service_of(request)
+        sid, refusal = await self._service_of(request)
         if refusal is not None:
             return refusal
         assert sid is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -140,3 +141,19 @@ async def test_real_provider_requests_stay_out_of_the_simulated_gateway_counters
     assert ok.status == 200
     metrics = sim.fleet.api_metrics(ServiceId("ns", "gpt"))
     assert metrics is not None and metrics.requests == 0 and metrics.output_tokens == 0
+
+
+async def test_a_pod_not_ready_answers_503_like_a_server_still_loading(client: TestClient) -> None:
+    resp = await client.post("/pods/ns/chat-1/v1/chat/completions", json=_chat("llama"))
+    assert resp.status == 503
+    assert "loading the model" in (await resp.json())["error"]["message"]
+
+
+async def test_a_pod_the_watch_reports_ready_a_moment_late_is_served(
+    sim: Simulator, client: TestClient
+) -> None:
+    """The gateway may see a pod Ready before the simulator's own watch does; the pod serves."""
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.2, sim.upsert_pod, PodInfo("ns", "chat-1", "chat", "llama", True))
+    resp = await client.post("/pods/ns/chat-1/v1/chat/completions", json=_chat("llama"))
+    assert resp.status == 200
