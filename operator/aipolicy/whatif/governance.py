@@ -45,7 +45,7 @@ from aipolicy.api.fallbackpolicy import FallbackPolicy, FallbackPolicyStatus, Tr
 from aipolicy.api.inferenceservice import InferenceService, InferenceServiceStatus, ScalingDecisionRecord
 from aipolicy.gateway.routing import Endpoint, Forward, Hold, ProviderTarget, Refuse, Snapshot, route
 from aipolicy.policy.budget import evaluate_budget, query_interval, updated_status
-from aipolicy.policy.fallback import BackendHealth, TriggerObservation, decide_fallback
+from aipolicy.policy.fallback import BackendHealth, TriggerObservation, decide_fallback, service_step_health
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.slo import ReplicaLoad
 from aipolicy.policy.spend import ServiceCost, ServiceUsage, billed_pricing, service_cost
@@ -309,18 +309,16 @@ class Governance:
         return TriggerObservation(Unavailable("NoData", "PromQL triggers are not simulated"))
 
     def _health(self, policy: FallbackPolicy) -> list[BackendHealth]:
-        """The fallback controller's backend_health: a service step is healthy when it has a
-        Ready replica and is neither in fallback nor suspended."""
+        """The fallback controller's rule (policy.fallback.service_step_health), on the services
+        as the manifests give them: an API-backed step is usable; a self-hosted one other than
+        the simulated service has no pods here, so it reads as not Ready."""
         health = []
         for step in policy.spec.chain:
             if step.inference_service is None:
                 health.append(BackendHealth(exists=True, healthy=True))
-            elif step.inference_service not in self.services:
-                health.append(BackendHealth(exists=False, healthy=False))
             else:
-                # not simulated: a self-hosted one has no Ready pod here, and an API-backed one
-                # reports readyReplicas 0, which the controller reads as not healthy
-                health.append(BackendHealth(exists=True, healthy=False))
+                body = self._service_bodies.get(step.inference_service)
+                health.append(service_step_health({**body, "status": {}} if body is not None else None))
         return health
 
     def _evaluate_policy(self, policy: FallbackPolicy, cluster: Cluster, t: float) -> None:

@@ -351,3 +351,41 @@ def test_replicas_the_cluster_has_no_gpus_for_stay_pending_and_fire_gpu_shortage
         "FallbackActivated",
     )
     assert gov.fallback_history[0][0] > 120  # after the load rose and the trigger's `for`
+
+
+def test_a_chain_step_naming_an_api_backed_service_takes_the_traffic_at_its_provider() -> None:
+    """An API-backed InferenceService has no replicas; as a chain step it is usable all the same
+    (policy.fallback.service_step_health), and the gateway sends its share to its provider."""
+    isvc = _isvc(1)
+    gpt = InferenceService.model_validate(
+        {
+            "metadata": {"name": "gpt", "namespace": "ns"},
+            "spec": {
+                "model": "gpt-4o-mini",
+                "provider": {"url": "https://api.example.com/v1"},
+                "pricing": {"inputPerMillionTokens": "0.15", "outputPerMillionTokens": "0.60"},
+            },
+        }
+    )
+    body = _policy().model_dump(by_alias=True, mode="json", exclude_none=True)
+    body["spec"]["chain"] = [{"inferenceService": "gpt"}]
+    policy = FallbackPolicy.model_validate(body)
+    trace = _trace((0.5, 300.0), (30.0, 120.0), (0.5, 900.0))
+    manifests = Manifests((isvc, gpt), (), (), (policy,))
+    governance = Governance(isvc, manifests, trace.start)
+    scaler = OperatorScaler(isvc, PROFILE, trace.start, 1)
+    result = run(
+        trace,
+        PROFILE,
+        scaler,
+        initial=1,
+        cold_start_median_s=60,
+        first_decision_s=scaler.first_decision(),
+        governance=governance,
+    )
+    gov = result.governance
+    assert gov is not None
+    (_, to_backend, why_on), (_, back, why_off) = gov.fallback_history
+    assert (to_backend, why_on, back, why_off) == ("service/gpt", "FallbackActivated", "chat", "FallbackRecovered")
+    api = [r for r in result.requests if r.backend == "api"]
+    assert api and all(r.via == "service/gpt" for r in api)
