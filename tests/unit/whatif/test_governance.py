@@ -386,6 +386,11 @@ def test_a_chain_step_naming_an_api_backed_service_takes_the_traffic_at_its_prov
     gov = result.governance
     assert gov is not None
     (_, to_backend, why_on), (_, back, why_off) = gov.fallback_history
-    assert (to_backend, why_on, back, why_off) == ("service/gpt", "FallbackActivated", "chat", "FallbackRecovered")
+    assert (to_backend, why_on, back, why_off) == (
+        "service/gpt",
+        "FallbackActivated",
+        "chat",
+        "FallbackRecovered",
+    )
     api = [r for r in result.requests if r.backend == "api"]
     assert api and all(r.via == "service/gpt" for r in api)
