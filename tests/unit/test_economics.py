@@ -214,3 +214,14 @@ def test_the_crd_refuses_an_unknown_profile_with_cel_on_the_field() -> None:
         "profile",
         "gpuHour",
     ]
+
+
+def test_measured_numbers_are_shown_rounded_and_money_is_not() -> None:
+    readings = _readings(
+        requests=Value(437.6163), ttft_p95=Value(64.6311293060071), period_idle_gpu_hours=Value(25.123456)
+    )
+    economics = unit_economics(SELF_HOSTED, readings, window=HOUR, period_start=MONTH_START)
+    assert economics.requests_per_second == 0.1216  # 437.6163 / 3600 = 0.12156...
+    assert economics.ttft_p95_seconds == 64.63
+    assert economics.idle_gpu_hours_this_period == 25.123
+    assert economics.idle_cost_this_period == "50.246912"  # from the unrounded 25.123456 x 2.00

@@ -64,6 +64,19 @@ def _value(reading: Reading, what: str, missing: list[str]) -> float | None:
     return None
 
 
+#: Measured rates, ratios and latencies are shown to 4 significant digits (kubectl prints a
+#: number column's float as is, 0.12156012781289557); GPU-hours to 3 decimals (3.6 s), so a
+#: month's total still moves minute by minute. Money is computed from the unrounded values.
+SIGNIFICANT_DIGITS = 4
+GPU_HOUR_DECIMALS = 3
+
+
+def _shown(value: float | None) -> float | None:
+    if value is None or value == 0 or not math.isfinite(value):
+        return value
+    return round(value, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value))))
+
+
 def _decimal(value: float) -> Decimal:
     return Decimal(repr(value))
 
@@ -90,15 +103,15 @@ def unit_economics(
 
     economics = UnitEconomics(window=_window_text(window), period_start=period_start)
     if requests is not None:
-        economics.requests_per_second = requests / window.total_seconds()
+        economics.requests_per_second = _shown(requests / window.total_seconds())
         if requests > 0 and failed is not None:
-            economics.error_rate = min(failed / requests, 1.0)
+            economics.error_rate = _shown(min(failed / requests, 1.0))
         if requests > 0 and total is not None:
             economics.cost_per_thousand_requests = format_money(total * 1000 / _decimal(requests))
     if tokens_in is not None and tokens_out is not None and tokens_in + tokens_out > 0 and total is not None:
         economics.cost_per_million_tokens = format_money(total * 1_000_000 / _decimal(tokens_in + tokens_out))
-    economics.ttft_p95_seconds = _value(readings.ttft_p95, "TTFT p95", missing)
-    economics.e2e_p95_seconds = _value(readings.e2e_p95, "end-to-end p95", missing)
+    economics.ttft_p95_seconds = _shown(_value(readings.ttft_p95, "TTFT p95", missing))
+    economics.e2e_p95_seconds = _shown(_value(readings.e2e_p95, "end-to-end p95", missing))
     if self_hosted:
         _gpu_period(spec.pricing, readings, economics, missing)
         _self_host_or_api(spec.pricing, requests, tokens_in, tokens_out, total, window, economics)
@@ -113,9 +126,10 @@ def unit_economics(
 def _gpu_period(
     pricing: Pricing, readings: EconomicsReadings, economics: UnitEconomics, missing: list[str]
 ) -> None:
-    economics.gpu_hours_this_period = _value(readings.period_gpu_hours, "GPU-hours this period", missing)
+    held = _value(readings.period_gpu_hours, "GPU-hours this period", missing)
+    economics.gpu_hours_this_period = None if held is None else round(held, GPU_HOUR_DECIMALS)
     idle = _value(readings.period_idle_gpu_hours, "idle GPU-hours this period", missing)
-    economics.idle_gpu_hours_this_period = idle
+    economics.idle_gpu_hours_this_period = None if idle is None else round(idle, GPU_HOUR_DECIMALS)
     rate = parse_money(pricing.gpu_hour) if pricing.gpu_hour is not None else None
     if idle is not None and rate is not None:
         economics.idle_cost_this_period = format_money(quantize_money(_decimal(idle) * rate))
