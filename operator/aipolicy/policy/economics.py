@@ -13,7 +13,8 @@
    token lengths size replicas at the alternative's ttftP95 with the SLO policy's own
    slo_requirement (what `aipolicy simulate` and scaling.metric.type SLO size with); those
    replicas' GPUs for the window, per 1,000 requests, and their cost per day over the API's
-   cost per request give the break-even.
+   cost per request give the break-even. It is priced at the replicas today's rate needs: when
+   it lies beyond what they serve, more replicas would be needed there, so it is a lower bound.
 """
 
 from __future__ import annotations
