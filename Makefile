@@ -127,7 +127,7 @@ kubectl-path: ## Print the path of the kubectl built for the local cluster (use 
 ## ---- Demo and benchmarks ----
 .PHONY: demo
 demo: install cluster-binaries prometheus ## Run aipolicy on a local cluster with simulated traffic
-	$(BIN)/python hack/demo.py --cluster-bin=$(CLUSTER_BIN)
+	$(BIN)/python hack/demo.py --cluster-bin=$(CLUSTER_BIN) $(DEMO_ARGS)
 
 .PHONY: bench
 bench: install cluster-binaries prometheus ## Run the benchmarks (pure core and on a local cluster); writes BENCHMARKS.md

@@ -6,7 +6,8 @@ large model up, the budget fills and notifies then degrades, an injected error s
 the large model's front door to the small model, and it switches back once healthy. It ends with
 `aipolicy report` for the demo's namespace, as a table and as an HTML page whose path it prints.
 At the end everything it started is stopped by pid (the cluster too, unless it was already
-running).
+running). With ``--screenshots DIR`` it also writes the README's pictures there: the output of
+`kubectl get aisvc -o wide` while traffic flows, and the HTML report rendered by headless Chromium.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,9 +29,10 @@ NAMESPACE = "aipolicy-demo"
 
 
 class Demo:
-    def __init__(self, cluster_bin: str, run_dir: Path) -> None:
+    def __init__(self, cluster_bin: str, run_dir: Path, screenshots: Path | None = None) -> None:
         self.cluster_bin = cluster_bin
         self.run_dir = run_dir
+        self.screenshots = screenshots
         self.env = {**os.environ, "CLUSTER_RUN": str(run_dir), "CLUSTER_BIN": cluster_bin}
         self.processes: list[subprocess.Popen[bytes]] = []
         self.started_cluster = False
@@ -172,6 +175,16 @@ class Demo:
                 f"/services/{NAMESPACE}/{name}",
                 {"capacity": {"prefillTokensPerSecond": capacity, "decodeTokensPerSecond": capacity / 5}},
             )
+        # an API-backed model: its status prices its own traffic on the GPUs it names
+        self.sim(
+            "PUT",
+            f"/services/{NAMESPACE}/gpt-4o-mini",
+            {
+                "backend": "api",
+                "modelName": "gpt-4o-mini",
+                "apiCapacity": {"baseLatencySeconds": 0.3, "outputTokensPerSecond": 120},
+            },
+        )
         self.watch(20, every=10)
 
         from demo_gateway import GatewayClients  # hack/, next to this script
@@ -183,6 +196,11 @@ class Demo:
         self.say("replaying the Azure LLM trace (one real hour, 5x faster) into llama-70b")
         self.sim("PUT", f"/traffic/{NAMESPACE}/llama-70b", {"kind": "trace", "speedup": 5, "scale": 1})
         self.sim("PUT", f"/traffic/{NAMESPACE}/llama-1b", {"kind": "constant", "rate": 1, "duration": 900})
+        self.sim(
+            "PUT",
+            f"/traffic/{NAMESPACE}/gpt-4o-mini",
+            {"kind": "constant", "rate": 3, "duration": 900, "promptTokens": 1500, "outputTokens": 200},
+        )
         self.watch(60)
 
         self.say("injecting errors into llama-70b: its front door should switch to llama-1b")
@@ -193,6 +211,12 @@ class Demo:
         self.say("clearing the fault: llama-70b gets its traffic back after the 30 s recovery hold")
         self.sim("DELETE", f"/faults/{NAMESPACE}/llama-70b")
         self.watch(60)
+        self.say("unit economics: cost per 1,000 requests, latency, errors, idle GPU-hours")
+        wide = self.kubectl("get", "aisvc", "-n", NAMESPACE, "-o", "wide")
+        print(wide, flush=True)
+        if self.screenshots is not None:
+            self.screenshots.mkdir(parents=True, exist_ok=True)
+            (self.screenshots / "kubectl-get-aisvc-wide.txt").write_text(wide)
 
         self.say("lowering the team budget's limit: it suspends the team, the gateway answers 429")
         self.kubectl(
@@ -233,6 +257,25 @@ class Demo:
             [*command, "-o", "html", "--file", str(page)], env=env, check=True, timeout=120, cwd=REPO
         )
         self.say(f"the HTML report (opens offline in a browser): {page}")
+        if self.screenshots is not None:
+            self.screenshot(page, self.screenshots / "aipolicy-report.png")
+
+    def screenshot(self, page: Path, png: Path) -> None:
+        """The page as headless Chromium draws it (as tests/e2e/test_report.py renders it)."""
+        chromium = shutil.which("chromium")
+        if chromium is None:
+            raise SystemExit("--screenshots needs chromium (hack/install-chromium.sh)")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={self.run_dir / 'chromium-profile'}", "--hide-scrollbars",
+                f"--screenshot={png}", "--window-size=1280,1780", page.as_uri(),
+            ],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        self.say(f"screenshots written to {png.parent}")
 
     def down(self) -> None:
         self.say("cleaning up")
@@ -284,8 +327,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cluster-bin", required=True)
     parser.add_argument("--run-dir", default=str(REPO / ".cluster"))
+    parser.add_argument("--screenshots", type=Path, help="write the README's pictures into this folder")
     args = parser.parse_args()
-    demo = Demo(args.cluster_bin, Path(args.run_dir))
+    demo = Demo(args.cluster_bin, Path(args.run_dir), args.screenshots)
     try:
         demo.up()
         demo.story()

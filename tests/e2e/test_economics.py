@@ -1,6 +1,7 @@
 """Unit economics in an InferenceService's status on a real cluster: cost per 1,000 requests
 against PromQL this file asks itself, idle GPU-hours that grow without traffic and stop under
-load, and the self-host or API comparison against an offline computation of the same window."""
+load, and the self-host or API comparison against an offline computation of the same window,
+both ways (a self-hosted service against API prices, an API-backed one against a GPU profile)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from aipolicy.api.economics import GpuAlternative
+from aipolicy.policy.economics import gpu_alternative_sizing
 from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
 from tests.e2e.conftest import OperatorFactory
 
@@ -42,17 +45,19 @@ def _isvc(name: str) -> dict[str, Any]:
     }
 
 
-def _economics(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    status = (cluster.get("inferenceservice", "chat", namespace) or {}).get("status") or {}
+def _economics(cluster: Cluster, namespace: str, name: str = "chat") -> dict[str, Any]:
+    status = (cluster.get("inferenceservice", name, namespace) or {}).get("status") or {}
     return dict(status.get("economics") or {})
 
 
-def _next_economics(cluster: Cluster, namespace: str, after: str | None) -> dict[str, Any]:
+def _next_economics(
+    cluster: Cluster, namespace: str, after: str | None, name: str = "chat"
+) -> dict[str, Any]:
     """The first economics evaluated after ``after`` (they refresh once a minute)."""
     found: list[dict[str, Any]] = []
 
     def newer() -> bool:
-        economics = _economics(cluster, namespace)
+        economics = _economics(cluster, namespace, name)
         if economics.get("evaluatedAt") and economics.get("evaluatedAt") != after:
             found[:] = [economics]
             return True
@@ -140,3 +145,105 @@ def test_status_tells_what_a_request_costs_and_what_idle_gpus_cost(
     columns = dict(zip(header.split(), row.split(), strict=True))
     assert float(columns["COST/1K"]) > 0 and float(columns["IDLE-GPU-H"]) > 0
     assert float(columns["REQ/S"]) > 0 and float(columns["TTFT-P95"]) > 0
+
+
+# An API-backed service naming a GPU alternative: L4s serving 2,000-token prompts hold few
+# requests per second at a 2 s p95 TTFT, so the hour's traffic needs several replicas.
+ALTERNATIVE = {"profile": "L4/8B", "gpuHour": "0.80", "ttftP95": 2}
+API_INPUT_PER_M, API_OUTPUT_PER_M = 0.15, 0.60
+
+
+def _api_isvc(name: str, alternative: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {
+            "model": "gpt-4o-mini",
+            "provider": {"url": "https://api.openai.com/v1", "gpuAlternative": alternative},
+            "pricing": {
+                "inputPerMillionTokens": f"{API_INPUT_PER_M:.2f}",
+                "outputPerMillionTokens": f"{API_OUTPUT_PER_M:.2f}",
+            },
+        },
+    }
+
+
+def test_an_api_service_shows_what_its_traffic_would_cost_on_gpus(
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    prometheus: Prometheus,
+    operator_process: OperatorFactory,
+) -> None:
+    simulator.configure(
+        namespace,
+        "gpt",
+        {
+            "backend": "api",
+            "modelName": "gpt-4o-mini",
+            "apiCapacity": {"baseLatencySeconds": 0.2, "outputTokensPerSecond": 400},
+        },
+    )
+    operator_process(namespace)
+    cluster.apply(_api_isvc("gpt", ALTERNATIVE), namespace)
+    simulator.traffic(
+        namespace,
+        "gpt",
+        {"kind": "constant", "rate": 4, "duration": 400, "promptTokens": 2000, "outputTokens": 100},
+    )
+    try:
+        found: list[dict[str, Any]] = []
+
+        def sized() -> bool:
+            economics = _economics(cluster, namespace, "gpt")
+            found[:] = [economics]
+            return "gpuAlternativeReplicas" in economics
+
+        wait_until("the GPU alternative in status", sized, timeout=180, interval=2)
+        economics = _next_economics(cluster, namespace, found[0]["evaluatedAt"], "gpt")
+    finally:
+        simulator.stop_traffic(namespace, "gpt")
+
+    # Offline: the gateway's counters of the same hour, asked here, through the same sizing.
+    at = economics["evaluatedAt"]
+    selector = f'namespace="{namespace}",service="gpt"'
+    requests = _at(
+        prometheus, f"sum(increase(litellm_proxy_total_requests_metric_total{{{selector}}}[3600s]))", at
+    )
+    tokens_in = _at(prometheus, f"sum(increase(litellm_input_tokens_metric_total{{{selector}}}[3600s]))", at)
+    tokens_out = _at(
+        prometheus, f"sum(increase(litellm_output_tokens_metric_total{{{selector}}}[3600s]))", at
+    )
+    sizing = gpu_alternative_sizing(
+        GpuAlternative.model_validate(ALTERNATIVE),
+        requests / 3600,
+        tokens_in / requests,
+        tokens_out / requests,
+    )
+    assert sizing is not None
+    assert economics["gpuAlternativeReplicas"] == sizing.replicas
+    assert sizing.replicas >= 2, "the traffic should need more than the one-replica floor"
+    gpu_cost_per_hour = sizing.replicas * sizing.gpus_per_replica * 0.80
+    assert float(economics["gpuCostPerThousandRequests"]) == pytest.approx(
+        gpu_cost_per_hour / requests * 1000, rel=0.01
+    )
+    api_per_request = (tokens_in * API_INPUT_PER_M + tokens_out * API_OUTPUT_PER_M) / 1e6 / requests
+    assert float(economics["costPerThousandRequests"]) == pytest.approx(api_per_request * 1000, rel=0.01)
+    assert economics["breakEvenRequestsPerDay"] == pytest.approx(
+        gpu_cost_per_hour * 24 / api_per_request, rel=0.01
+    )
+    assert "gpuHoursThisPeriod" not in economics, "an API-backed service holds no GPUs"
+
+
+@pytest.mark.usefixtures("crds_installed")
+def test_an_unknown_gpu_profile_is_refused_at_apply_time_naming_the_field(
+    cluster: Cluster, namespace: str
+) -> None:
+    result = cluster.apply(_api_isvc("gpt", {**ALTERNATIVE, "profile": "RTX4090/8B"}), namespace, check=False)
+    assert result.returncode != 0, "an unknown profile was accepted"
+    assert "spec.provider.gpuAlternative.profile" in result.stderr, result.stderr
+    assert "must be a profile of the calibrated serving model" in result.stderr, result.stderr
+    explained = cluster.kubectl("explain", "inferenceservice.spec.provider.gpuAlternative").stdout
+    assert "what serving this service's traffic on GPUs would cost" in " ".join(explained.split())
+    assert "ttftP95" in explained and "gpuHour" in explained

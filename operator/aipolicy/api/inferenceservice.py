@@ -22,7 +22,7 @@ from aipolicy.api.common import (
     TimeZone,
     cel_time_zone_rule,
 )
-from aipolicy.api.economics import UnitEconomics
+from aipolicy.api.economics import GpuAlternative, UnitEconomics
 from aipolicy.api.serving import (
     SERVING_RULES,
     EnvFromSource,
@@ -166,6 +166,8 @@ class Provider(ApiModel):
     """The provider's model name, when it differs from spec.model."""
     api_key_secret: str | None = Field(default=None, max_length=253)
     """A Secret in the same namespace whose key `apiKey` holds the API key."""
+    gpu_alternative: GpuAlternative | None = None
+    """Self-host or API: a GPU profile and its hourly price; status.economics then shows what serving this service's traffic on GPUs would cost, and the break-even. For comparison only, never added to spend."""
 
 
 class Pricing(ApiModel):
