@@ -17,8 +17,8 @@ from aipolicy.controllers.events import StatusConditions
 from aipolicy.controllers.indexes import slim_child
 from aipolicy.controllers.inferenceservice import ModeDecision, _set_ready
 from aipolicy.kube import children, pod_spec
-from aipolicy.kube.children import Backend
 from aipolicy.observe.pods import MissingReference, count_pods, missing_reference, with_creation_failure
+from aipolicy.policy.backends import Backend
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers.inferenceservice import decide_mode
 from aipolicy.kube import children
-from aipolicy.kube.children import Backend
 from aipolicy.observe.pods import count_pods
+from aipolicy.policy.backends import Backend
 
 
 def _isvc(**spec: Any) -> dict[str, Any]:

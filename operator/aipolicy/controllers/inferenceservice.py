@@ -7,8 +7,6 @@ the replica count. Mode comes from the API: budgets' and fallback policies' stat
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
+from aipolicy.api import conditions as kinds
 from aipolicy.api.common import ConditionStatus, LabelSelector, json_dict, parse_duration
 from aipolicy.api.fallbackpolicy import FallbackPolicySpec, FallbackPolicyStatus, FallbackStep
 from aipolicy.api.inferenceservice import (
@@ -37,7 +36,6 @@ from aipolicy.controllers.runtime import Runtime
 from aipolicy.gateway import manifests as gateway_manifests
 from aipolicy.kube import children
 from aipolicy.kube import gateway as namespace_gateway
-from aipolicy.kube.children import HASH_ANNOTATION, Backend
 from aipolicy.observe import presets
 from aipolicy.observe.absence import absent_or
 from aipolicy.observe.pods import (
@@ -48,6 +46,7 @@ from aipolicy.observe.pods import (
     with_creation_failure,
 )
 from aipolicy.observe.unschedulable import UNSCHEDULABLE
+from aipolicy.policy.backends import Backend
 from aipolicy.policy.coldstart import ColdStartSample, lead_time, measure_cold_starts
 from aipolicy.policy.conflicts import governing_policy
 from aipolicy.policy.cycles import aligned
@@ -75,11 +74,12 @@ QUIET_INPUTS = "quiet_inputs"
 NEVER = datetime.max.replace(tzinfo=UTC)
 SECRET_RECHECK = timedelta(seconds=5)
 WARN_WHEN: dict[str, ConditionStatus] = {
-    "Ready": "False",
-    "MetricsAvailable": "False",
-    "CapacityAvailable": "False",
-    "Degraded": "True",
-    "SecretsAvailable": "False",
+    kinds.READY: "False",
+    kinds.METRICS_AVAILABLE: "False",
+    kinds.CAPACITY_AVAILABLE: "False",
+    kinds.DEGRADED: "True",
+    kinds.SECRETS_AVAILABLE: "False",
+    kinds.POLICIES_VALID: "False",
 }
 
 
@@ -89,24 +89,6 @@ class ModeDecision:
     reason: str
     cap: int | None
     backend: Backend
-
-
-def _manifest_hash(manifest: dict[str, Any]) -> str:
-    spec = {k: v for k, v in manifest["spec"].items() if k != "replicas"}
-    digest = hashlib.sha256(json.dumps([manifest["metadata"], spec], sort_keys=True).encode())
-    return digest.hexdigest()[:16]
-
-
-def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
-    manifest["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = _manifest_hash(manifest)
-    return manifest
-
-
-def _applied_hash(obj: dict[str, Any] | None) -> str | None:
-    if obj is None:
-        return None
-    annotations = obj.get("metadata", {}).get("annotations") or {}
-    return annotations.get(HASH_ANNOTATION)
 
 
 def decide_mode(
@@ -328,15 +310,15 @@ async def reconcile_inference_service(
         )
         status.replicas = status.ready_replicas = status.desired_replicas = 0
         conditions.set(
-            "ScalingActive",
+            kinds.SCALING_ACTIVE,
             "False",
-            "ProviderBacked",
+            kinds.PROVIDER_BACKED,
             "an API-backed service has no replicas to scale",
         )
 
-    front_door = _with_hash(children.front_door(isvc, mode.backend, via_gateway=via_gateway))
+    front_door = children.with_hash(children.front_door(isvc, mode.backend, via_gateway=via_gateway))
     observed_door = one(services_by_service, key)
-    if _applied_hash(observed_door) != _applied_hash(front_door):
+    if children.applied_hash(observed_door) != children.applied_hash(front_door):
         wrote = True
         await rt.kube.apply(front_door)
         if observed_door is not None:
@@ -348,7 +330,7 @@ async def reconcile_inference_service(
         kopf.event(
             body,
             type="Warning" if mode.mode in ("Degraded", "Suspended") else "Normal",
-            reason=f"Mode{mode.mode}",
+            reason=kinds.mode_reason(mode.mode),
             message=mode.reason or f"back to {mode.mode} mode",
         )
         status.mode_since = now
@@ -365,21 +347,23 @@ async def reconcile_inference_service(
     memo[NEXT_EVALUATION] = min(memo.get(NEXT_EVALUATION, NEVER), economics.next_refresh(now))
     status.observed_generation = isvc.metadata.generation
     if mode.mode in ("Degraded", "Suspended"):
-        conditions.set("Degraded", "True", f"Mode{mode.mode}", mode.reason)
+        conditions.set(kinds.DEGRADED, "True", kinds.mode_reason(mode.mode), mode.reason)
     else:
-        conditions.set("Degraded", "False", "NotDegraded", "the service runs with its normal settings")
+        conditions.set(
+            kinds.DEGRADED, "False", kinds.NOT_DEGRADED, "the service runs with its normal settings"
+        )
     _set_ready(isvc, status, conditions, pods, mode)
     chain = _chain(policy)
     if referenced(isvc, chain):
         verdict = await _secrets_verdict(rt, isvc, chain, now)
         if verdict is not None:
-            conditions.set("SecretsAvailable", verdict.status, verdict.reason, verdict.message)
+            conditions.set(kinds.SECRETS_AVAILABLE, verdict.status, verdict.reason, verdict.message)
             if verdict.own_missing:
-                conditions.set("Ready", "False", verdict.reason, verdict.message)
+                conditions.set(kinds.READY, "False", verdict.reason, verdict.message)
         # a Secret created later must show without waiting for another change of inputs
         memo[NEXT_EVALUATION] = min(memo.get(NEXT_EVALUATION, NEVER), now + SECRET_RECHECK)
     if mode_changed:
-        conditions.told_elsewhere("Degraded")  # by the mode event
+        conditions.told_elsewhere(kinds.DEGRADED)  # by the mode event
     conditions.post_changes(body, WARN_WHEN)
     status.conditions = conditions.conditions
     currency = isvc.spec.pricing.currency
@@ -479,8 +463,8 @@ async def _reconcile_disruption_budget(
     linger). Follows the Deployment's replicas, so it goes in the same pass that scales down.
     True if it wrote."""
     if children.wants_disruption_budget(isvc, replicas):
-        manifest = _with_hash(children.disruption_budget(isvc))
-        if _applied_hash(observed) == _applied_hash(manifest):
+        manifest = children.with_hash(children.disruption_budget(isvc))
+        if children.applied_hash(observed) == children.applied_hash(manifest):
             return False
         await rt.kube.apply(manifest)
         return True
@@ -514,22 +498,26 @@ def _set_ready(
     mode: ModeDecision,
 ) -> None:
     if isvc.spec.provider is not None:
-        conditions.set("Ready", "True", "ProviderConfigured", f"traffic goes to {status.active_backend}")
+        conditions.set(
+            kinds.READY, "True", kinds.PROVIDER_CONFIGURED, f"traffic goes to {status.active_backend}"
+        )
     elif mode.mode == "Fallback":
-        conditions.set("Ready", "True", "ServingFromFallback", mode.reason)
+        conditions.set(kinds.READY, "True", kinds.SERVING_FROM_FALLBACK, mode.reason)
     elif status.desired_replicas == 0:
-        conditions.set("Ready", "True", "ScaledToZero", "no replicas are wanted now; demand starts one")
+        conditions.set(
+            kinds.READY, "True", kinds.SCALED_TO_ZERO, "no replicas are wanted now; demand starts one"
+        )
     elif pods.ready > 0:
         failing = f"; {pods.failing} cannot start ({pods.failing_message})" if pods.failing else ""
         conditions.set(
-            "Ready",
+            kinds.READY,
             "True",
-            "ReplicasReady",
+            kinds.REPLICAS_READY,
             f"{pods.ready} of {status.desired_replicas} replicas are ready{failing}",
         )
     elif pods.failing and (missing := missing_reference(pods.failing_message)) is not None:
         conditions.set(
-            "Ready",
+            kinds.READY,
             "False",
             missing.reason,
             f"{missing.describe(isvc.metadata.namespace)}, and spec.serving needs it: "
@@ -539,25 +527,25 @@ def _set_ready(
     elif pods.not_created and pods.total == 0:
         missing = missing_reference(pods.not_created)
         conditions.set(
-            "Ready",
+            kinds.READY,
             "False",
-            missing.reason if missing else "PodsNotCreated",
+            missing.reason if missing else kinds.PODS_NOT_CREATED,
             (f"{missing.describe(isvc.metadata.namespace)}, and spec.serving needs it: " if missing else "")
             + f"the Deployment cannot create pods ({pods.not_created})",
         )
     elif pods.failing:
         conditions.set(
-            "Ready",
+            kinds.READY,
             "False",
-            "ReplicasFailing",
+            kinds.REPLICAS_FAILING,
             f"0 of {status.desired_replicas} replicas are ready and {pods.failing} cannot start: "
             f"{pods.failing_message}. Check spec.serving (image, args, resources).",
         )
     else:
         conditions.set(
-            "Ready",
+            kinds.READY,
             "False",
-            "NoReadyReplicas",
+            kinds.NO_READY_REPLICAS,
             f"0 of {status.desired_replicas} replicas are ready yet",
         )
 
@@ -640,26 +628,28 @@ async def _reconcile_serving(
             status.metric_value = f"{metric.value:.4g}"
         if decision.metrics_available:
             conditions.set(
-                "MetricsAvailable",
+                kinds.METRICS_AVAILABLE,
                 "True",
-                "MetricsFound",
+                kinds.METRICS_FOUND,
                 f"{scaling.metric.type} is {status.metric_value}",
             )
         else:
-            reason = f"Metrics{decision.metrics_reason}" if decision.metrics_reason else "MetricsUnavailable"
+            reason = kinds.metrics_reason(decision.metrics_reason)
             message = metric.message if isinstance(metric, Unavailable) else decision.message
             conditions.set(
-                "MetricsAvailable",
+                kinds.METRICS_AVAILABLE,
                 "False",
                 reason,
                 f"{message}; policy {scaling.on_metrics_unavailable}",
             )
         if decision.capacity_available:
-            conditions.set("CapacityAvailable", "True", "CapacityFound", "every replica could be scheduled")
+            conditions.set(
+                kinds.CAPACITY_AVAILABLE, "True", kinds.CAPACITY_FOUND, "every replica could be scheduled"
+            )
         else:
             # the scheduler's reason, not always GPUs: memory, CPU, a taint, a selector
             conditions.set(
-                "CapacityAvailable",
+                kinds.CAPACITY_AVAILABLE,
                 "False",
                 pods.unschedulable_reason or UNSCHEDULABLE,
                 f"{decision.capacity_shortfall} replica(s) cannot be scheduled: "
@@ -667,14 +657,14 @@ async def _reconcile_serving(
             )
         if paused:
             conditions.set(
-                "ScalingActive",
+                kinds.SCALING_ACTIVE,
                 "False",
-                "Paused",
+                kinds.PAUSED,
                 f"annotation {PAUSE_ANNOTATION}=true pauses autoscaling",
             )
         else:
             advisory = "DryRun: replicas are not changed; " if dry_run else ""
-            conditions.set("ScalingActive", "True", decision.reason, f"{advisory}{decision.message}")
+            conditions.set(kinds.SCALING_ACTIVE, "True", decision.reason, f"{advisory}{decision.message}")
         previous = status.desired_replicas if decided_before else None
         if reported_change(dry_run, current, previous, desired):
             status.last_scale_time = decision.memory.last_scale_time or now
@@ -701,8 +691,12 @@ async def _reconcile_serving(
     applied = applied_replicas(
         dry_run, desired, current if deployment is not None else None, scaling.min_replicas, mode.cap
     )
-    manifest = _with_hash(children.deployment(isvc, applied))
-    wrote = deployment is None or _applied_hash(deployment) != _applied_hash(manifest) or current != applied
+    manifest = children.with_hash(children.deployment(isvc, applied))
+    wrote = (
+        deployment is None
+        or children.applied_hash(deployment) != children.applied_hash(manifest)
+        or current != applied
+    )
     if wrote:
         await rt.kube.apply(manifest)
     status.desired_replicas = desired

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import urlparse
 
 from aipolicy.api.common import LabelSelector, parse_duration
 from aipolicy.api.fallbackpolicy import FallbackPolicySpec, FallbackPolicyStatus, FallbackStep
 from aipolicy.api.inferenceservice import FrontDoor, InferenceServiceSpec
+from aipolicy.policy import backends
 
 __all__ = [
     "Decision",
@@ -109,7 +109,7 @@ class PodsTarget:
 
     @property
     def label(self) -> str:
-        return f"service/{self.service}"
+        return backends.service_label(self.service)
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,8 @@ class ProviderTarget:
     @property
     def label(self) -> str:
         if self.service is not None:
-            return f"service/{self.service}"
-        return f"provider/{urlparse(self.base_url).hostname}"
+            return backends.service_label(self.service)
+        return backends.provider_label(str(backends.provider_host(self.base_url)))
 
 
 Target = PodsTarget | ProviderTarget
