@@ -47,13 +47,19 @@ from aipolicy.kube import gateway as namespace_gateway
 from aipolicy.observe import presets
 from aipolicy.observe.absence import absent_or
 from aipolicy.observe.pods import PodCounts, count_pods, ready_since, with_creation_failure
-from aipolicy.policy import mode as governing
 from aipolicy.policy import service_conditions as decide
 from aipolicy.policy.coldstart import ColdStartSample, lead_time, measure_cold_starts
 from aipolicy.policy.conflicts import governing_policy
 from aipolicy.policy.cycles import aligned
 from aipolicy.policy.frontdoor import l7_reason
-from aipolicy.policy.mode import ModeDecision, decide_mode, read_budget, read_policy, serving_backend
+from aipolicy.policy.mode import (
+    ModeDecision,
+    decide_mode,
+    policy_chain,
+    read_budget,
+    read_policy,
+    serving_backend,
+)
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.scaling import (
     ScalingDecision,
@@ -240,7 +246,7 @@ def _gather(
         conditions=StatusConditions(status.conditions, isvc.metadata.generation, now),
         pods=pods,
         mode=decide_mode(isvc, [read_budget(b) for b in related.budgets], policy),
-        chain=governing.chain(policy),
+        chain=policy_chain(policy),
     )
 
 
@@ -592,7 +598,7 @@ def _with_chains(
         isvc = read(InferenceService, body)
         if isinstance(isvc, InferenceService) and not body.get("metadata", {}).get("deletionTimestamp"):
             policy = governing_policy(list(policies_by_target.get((namespace, isvc.metadata.name), [])))
-            parsed.append((isvc, governing.chain(read_policy(policy) if policy is not None else None)))
+            parsed.append((isvc, policy_chain(read_policy(policy) if policy is not None else None)))
     return parsed
 
 

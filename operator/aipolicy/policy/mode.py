@@ -101,7 +101,7 @@ def read_policy(body: Mapping[str, Any]) -> PolicyView | Unreadable:
     )
 
 
-def chain(policy: PolicyView | Unreadable | None) -> list[FallbackStep]:
+def policy_chain(policy: PolicyView | Unreadable | None) -> list[FallbackStep]:
     """The governing policy's chain; none for no policy or an unreadable one."""
     return list(policy.chain) if isinstance(policy, PolicyView) else []
 
