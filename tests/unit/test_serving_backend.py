@@ -8,7 +8,17 @@ import pytest
 
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import read
-from aipolicy.controllers.inferenceservice import decide_mode, serving_backend
+from aipolicy.policy import mode as policy_mode
+from aipolicy.policy.mode import ModeDecision, read_budget, read_policy, serving_backend
+
+
+def decide_mode(
+    isvc: InferenceService, budgets: list[dict[str, Any]], policy: dict[str, Any] | None
+) -> ModeDecision:
+    """The mode from the objects as stored, read as the controller reads them."""
+    return policy_mode.decide_mode(
+        isvc, [read_budget(b) for b in budgets], None if policy is None else read_policy(policy)
+    )
 
 
 def _isvc(**spec: Any) -> InferenceService:

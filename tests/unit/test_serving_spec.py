@@ -13,14 +13,33 @@ from pydantic import ValidationError
 
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import read
-from aipolicy.controllers.events import StatusConditions
 from aipolicy.controllers.indexes import slim_child
-from aipolicy.controllers.inferenceservice import ModeDecision, _set_ready
 from aipolicy.kube import children, pod_spec
-from aipolicy.kube.children import Backend
-from aipolicy.observe.pods import MissingReference, count_pods, missing_reference, with_creation_failure
+from aipolicy.observe.pods import (
+    MissingReference,
+    PodCounts,
+    count_pods,
+    missing_reference,
+    with_creation_failure,
+)
+from aipolicy.policy.backends import Backend
+from aipolicy.policy.mode import ModeDecision
+from aipolicy.policy.service_conditions import ReadyFacts, ready
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _ready_facts(isvc: InferenceService, pods: PodCounts) -> ReadyFacts:
+    """A self-hosted service in Normal mode wanting one replica."""
+    return ReadyFacts(
+        namespace=isvc.metadata.namespace,
+        provider_backed=False,
+        active_backend="service/llama",
+        mode=ModeDecision("Normal", "", None, Backend("llama")),
+        desired_replicas=1,
+        pods=pods,
+    )
+
 
 FULL_SERVING: dict[str, Any] = {
     "image": "vllm/vllm-openai:v0.6.3",
@@ -338,16 +357,11 @@ class TestMissingSecret:
                 ],
             },
         }
-        status = isvc.status.model_copy(deep=True)
-        status.desired_replicas = 1
-        conditions = StatusConditions([], 2, NOW)
-        _set_ready(
-            isvc, status, conditions, count_pods([pod]), ModeDecision("Normal", "", None, Backend("llama"))
-        )
-        (ready,) = conditions.conditions
-        assert (ready.status, ready.reason) == ("False", "SecretNotFound")
-        assert ready.message.startswith("Secret hf-token does not exist in namespace team-a")
-        assert "llama-5f7-abc" in ready.message
+        facts = _ready_facts(isvc, count_pods([pod]))
+        condition = ready(facts)
+        assert (condition.status, condition.reason) == ("False", "SecretNotFound")
+        assert condition.message.startswith("Secret hf-token does not exist in namespace team-a")
+        assert "llama-5f7-abc" in condition.message
 
     def test_a_deployment_that_cannot_create_pods_names_what_is_missing(self) -> None:
         isvc = _model({"image": "vllm/vllm-openai:v0.6.3", "priorityClassName": "inference-high"})
@@ -372,14 +386,10 @@ class TestMissingSecret:
         pods = with_creation_failure(count_pods([]), deployment)
         assert pods.not_created == refused
         assert with_creation_failure(count_pods([]), {"spec": {"replicas": 1}}).not_created == ""
-        status = isvc.status.model_copy(deep=True)
-        status.desired_replicas = 1
-        conditions = StatusConditions([], 2, NOW)
-        _set_ready(isvc, status, conditions, pods, ModeDecision("Normal", "", None, Backend("llama")))
-        (ready,) = conditions.conditions
-        assert (ready.status, ready.reason) == ("False", "PriorityClassNotFound")
+        condition = ready(_ready_facts(isvc, pods))
+        assert (condition.status, condition.reason) == ("False", "PriorityClassNotFound")
         # cluster-scoped: no namespace in the sentence
-        assert ready.message.startswith(
+        assert condition.message.startswith(
             "PriorityClass inference-high does not exist, and spec.serving needs it"
         )
-        assert refused in ready.message
+        assert refused in condition.message

@@ -8,10 +8,20 @@ import pytest
 
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import InvalidSpec, read
-from aipolicy.controllers.inferenceservice import decide_mode
 from aipolicy.kube import children
-from aipolicy.kube.children import Backend
 from aipolicy.observe.pods import count_pods
+from aipolicy.policy import mode as policy_mode
+from aipolicy.policy.backends import Backend
+from aipolicy.policy.mode import ModeDecision, read_budget, read_policy
+
+
+def decide_mode(
+    isvc: InferenceService, budgets: list[dict[str, Any]], policy: dict[str, Any] | None
+) -> ModeDecision:
+    """The mode from the objects as stored, read as the controller reads them."""
+    return policy_mode.decide_mode(
+        isvc, [read_budget(b) for b in budgets], None if policy is None else read_policy(policy)
+    )
 
 
 def _isvc(**spec: Any) -> dict[str, Any]:

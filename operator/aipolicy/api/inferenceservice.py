@@ -446,7 +446,7 @@ class InferenceServiceStatus(ApiStatus):
     decisions: list[ScalingDecisionRecord] = Field(default_factory=list)
     """The last five scaling decisions, newest last."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, ScalingActive, MetricsAvailable, CapacityAvailable, Degraded."""
+    """Ready, ScalingActive, MetricsAvailable, CapacityAvailable, Degraded, SecretsAvailable (when a provider names a Secret), PoliciesValid (False with PolicyUnreadable when an AIBudget or FallbackPolicy that governs the service cannot be read and is ignored)."""
 
 
 class InferenceService(ApiModel):

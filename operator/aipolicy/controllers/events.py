@@ -8,11 +8,11 @@ from typing import Any
 import kopf
 
 from aipolicy.api.common import Condition, ConditionStatus, find_condition, json_dict, set_condition
+from aipolicy.api.conditions import INVALID_SPEC, READY, STALLED
 
-# kstatus' abnormal-true condition (what Flux and kpt read): True while the spec cannot be acted
-# on, so that they report Failed instead of waiting. Only an evaluation that finds the spec unusable
-# sets it; every other evaluation drops it, so a fixed spec clears it.
-STALLED = "Stalled"
+# STALLED (kstatus' abnormal-true condition, what Flux and kpt read) is True while the spec cannot
+# be acted on, so that they report Failed instead of waiting. Only an evaluation that finds the
+# spec unusable sets it; every other evaluation drops it, so a fixed spec clears it.
 
 
 class StatusConditions:
@@ -115,9 +115,9 @@ def invalid_spec_status(
         except ValueError:
             continue  # a condition an older operator wrote: dropped rather than fatal
     conditions = StatusConditions(previous, generation, now)
-    conditions.set("Ready", "False", "InvalidSpec", message)
+    conditions.set(READY, "False", INVALID_SPEC, message)
     # Stalled=True too: kstatus (Flux, kpt) reports Failed rather than waiting for progress
-    conditions.stalled("InvalidSpec", message)
+    conditions.stalled(INVALID_SPEC, message)
     new = {
         **old_status,
         "observedGeneration": generation,

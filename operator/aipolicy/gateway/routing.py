@@ -10,7 +10,7 @@ and turns it into one of:
   every change (scale from zero);
 * :class:`Refuse`: an OpenAI-shaped error (429 for a suspended budget, naming it).
 
-Modes, on the request (as ``decide_mode`` in the InferenceService controller decides them):
+Modes, on the request (as ``policy.mode.decide_mode`` decides them):
 
 * Suspended (an enforcing budget selecting the service has activeAction Suspend): 429 with
   the budget, its spend, limit and reset time, and Retry-After; no backend sees it.
@@ -35,11 +35,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import urlparse
 
 from aipolicy.api.common import LabelSelector, parse_duration
 from aipolicy.api.fallbackpolicy import FallbackPolicySpec, FallbackPolicyStatus, FallbackStep
 from aipolicy.api.inferenceservice import FrontDoor, InferenceServiceSpec
+from aipolicy.policy import backends
 from aipolicy.policy.serving import spec_serving_profile
 from aipolicy.policy.slo import ReplicaLoad
 from aipolicy.policy.slo import route as slo_route
@@ -115,7 +115,7 @@ class PodsTarget:
 
     @property
     def label(self) -> str:
-        return f"service/{self.service}"
+        return backends.service_label(self.service)
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,8 @@ class ProviderTarget:
     @property
     def label(self) -> str:
         if self.service is not None:
-            return f"service/{self.service}"
-        return f"provider/{urlparse(self.base_url).hostname}"
+            return backends.service_label(self.service)
+        return backends.provider_label(str(backends.provider_host(self.base_url)))
 
 
 Target = PodsTarget | ProviderTarget

@@ -6,14 +6,15 @@ they are garbage-collected with it (no finalizer) and drift is repaired on the n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
 from typing import Any
-from urllib.parse import urlparse
 
 from aipolicy.api.common import API_VERSION
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.gateway import manifests as gateway_manifests
 from aipolicy.kube import pod_spec as pod_spec_fields
+from aipolicy.policy.backends import Backend
 
 SERVICE_LABEL = "aipolicy.dev/service"
 MODEL_LABEL = "aipolicy.dev/model"
@@ -23,6 +24,31 @@ FIELD_MANAGER = "aipolicy"
 #: the manifest it would apply now tells whether an apply is needed, without keeping the
 #: child's whole body in memory.
 HASH_ANNOTATION = "aipolicy.dev/applied-hash"
+
+
+def manifest_hash(manifest: dict[str, Any]) -> str:
+    """What :data:`HASH_ANNOTATION` holds: metadata and spec, replicas aside (the scaling policy
+    owns them, and a change of replicas alone is compared directly)."""
+    spec = {k: v for k, v in manifest["spec"].items() if k != "replicas"}
+    digest = hashlib.sha256(json.dumps([manifest["metadata"], spec], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest, annotated with its own hash (in place, and returned)."""
+    manifest["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = manifest_hash(manifest)
+    return manifest
+
+
+def applied_hash(obj: dict[str, Any] | None) -> str | None:
+    """The hash a child was last applied with; None for no child or one applied without it."""
+    if obj is None:
+        return None
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    hashed: str | None = annotations.get(HASH_ANNOTATION)
+    return hashed
+
+
 #: "selector" (L4: the Service selects the backend's pods) or "gateway" (L7).
 FRONT_DOOR_ANNOTATION = "aipolicy.dev/front-door"
 #: The front door's port for an API-backed service (it has no server port of its own).
@@ -201,24 +227,3 @@ def front_door(isvc: InferenceService, backend: Backend, *, via_gateway: bool = 
         "ports": [{"name": "http", "port": port, "targetPort": target_port, "protocol": "TCP"}],
     }
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
-
-
-@dataclass(frozen=True)
-class Backend:
-    """Where a front door sends traffic: the pods of a service, or an external host."""
-
-    service: str | None = None
-    target_port: int | None = None
-    external_host: str | None = None
-
-    @classmethod
-    def provider(cls, url: str) -> Backend:
-        host = urlparse(url).hostname
-        if not host:
-            raise ValueError(f"no host in {url!r}")
-        return cls(external_host=host)
-
-    def describe(self) -> str:
-        if self.external_host is not None:
-            return f"provider/{self.external_host}"
-        return f"service/{self.service}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from aipolicy.api.common import parse_duration
 from aipolicy.api.inferenceservice import ScalingMetric
+from aipolicy.policy.backends import SERVICE_LABEL_REGEX, SERVICE_PREFIX
 
 BY = "namespace, service"
 
@@ -182,9 +183,9 @@ def _gateway_answers_by_backend(names: MetricNames, window: str, code: str | Non
     """The aipolicy gateway's answers per serving InferenceService: its `backend` label
     (service/<name>) becomes `service`, so a fallback's errors count against the service that
     served them (the small model), not the one the client named."""
-    match = 'backend=~"service/.+"' + (f', code=~"{code}"' if code else "")
+    match = f'backend=~"{SERVICE_PREFIX}.+"' + (f', code=~"{code}"' if code else "")
     series = f"rate({names.gateway_answers}{{{match}}}[{window}])"
-    replaced = f'label_replace({series}, "service", "$1", "backend", "service/(.+)")'
+    replaced = f'label_replace({series}, "service", "$1", "backend", "{SERVICE_LABEL_REGEX}")'
     return f"sum by ({BY}) ({replaced})"
 
 

@@ -60,15 +60,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from aipolicy.api.common import parse_duration
 from aipolicy.api.fallbackpolicy import (
     FallbackPolicySpec,
     FallbackPolicyStatus,
-    FallbackStep,
     Trigger,
 )
+from aipolicy.policy.backends import step_label
 from aipolicy.policy.observations import Reading, Unavailable
 
 COLD_START = "ColdStart"
@@ -221,15 +220,7 @@ def backend_label(spec: FallbackPolicySpec, step: int) -> str:
     degraded."""
     if step < 0:
         return spec.target
-    return _step_label(spec.chain[step])
-
-
-def _step_label(step: FallbackStep) -> str:
-    if step.inference_service is not None:
-        return f"service/{step.inference_service}"
-    if step.provider is not None:
-        return f"provider/{urlsplit(step.provider.url).hostname or step.provider.url}"
-    return "degraded"
+    return step_label(spec.chain[step])
 
 
 @dataclass
@@ -441,7 +432,7 @@ def _current_position(spec: FallbackPolicySpec, previous: FallbackPolicyStatus) 
     """
     if not previous.active or previous.active_step < 0:
         return -1, True
-    labels = [_step_label(step) for step in spec.chain]
+    labels = [step_label(step) for step in spec.chain]
     if previous.active_backend:
         if previous.active_step < len(labels) and labels[previous.active_step] == (previous.active_backend):
             return previous.active_step, True
@@ -460,7 +451,7 @@ def _wait_text(last_switch: datetime | None, min_interval: timedelta, now: datet
 
 def _skipped_text(spec: FallbackPolicySpec, chain: Sequence[BackendHealth], upto: int) -> str:
     skipped = [
-        f"{_step_label(spec.chain[i])} {'does not exist' if not b.exists else 'is unhealthy'}"
+        f"{step_label(spec.chain[i])} {'does not exist' if not b.exists else 'is unhealthy'}"
         for i, b in enumerate(chain[:upto])
         if not (b.exists and b.healthy)
     ]

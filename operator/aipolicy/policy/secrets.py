@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from aipolicy.api.common import ConditionStatus
+from aipolicy.api.conditions import SECRETS_FOUND
 from aipolicy.api.fallbackpolicy import FallbackStep
 from aipolicy.api.inferenceservice import InferenceService
 
@@ -58,7 +59,7 @@ def secrets_verdict(
     bad = [(secret, who, problems[secret]) for secret, who in named if secret in problems]
     if not bad:
         listed = ", ".join(sorted({secret for secret, _ in named}))
-        return SecretsVerdict("True", "SecretsFound", f"the gateway reports no problem with {listed}", False)
+        return SecretsVerdict("True", SECRETS_FOUND, f"the gateway reports no problem with {listed}", False)
     bad.sort(key=lambda b: REASONS.index(b[2]) if b[2] in REASONS else len(REASONS))
     reason = bad[0][2]
     message = "; ".join(f"Secret {namespace}/{s} ({w}) {_SAYS.get(r, 'is not usable')}" for s, w, r in bad)

@@ -17,7 +17,7 @@ virtual clock, what three controllers and the gateway do live, each through its 
   controller makes (error rate and latency from the simulated scrapes over the trigger's
   window, ready replicas, the budget's simulated state), its status carried from one decision
   to the next (trigger timers, recovery hold, last switch);
-* the service's mode and replica cap come from the controller's own ``decide_mode`` on those
+* the service's mode and replica cap come from the operator's own ``policy.mode.decide_mode`` on those
   statuses, and the cap reaches the Deployment through ``decide_replicas`` at the next scaling
   evaluation, as live;
 * every request is routed by :func:`aipolicy.gateway.routing.route` on a snapshot of the
@@ -46,6 +46,7 @@ from aipolicy.api.inferenceservice import InferenceService, InferenceServiceStat
 from aipolicy.gateway.routing import Endpoint, Forward, Hold, ProviderTarget, Refuse, Snapshot, route
 from aipolicy.policy.budget import evaluate_budget, query_interval, updated_status
 from aipolicy.policy.fallback import BackendHealth, TriggerObservation, decide_fallback, service_step_health
+from aipolicy.policy.mode import decide_mode, read_budget, read_policy
 from aipolicy.policy.observations import Reading, Unavailable, Value
 from aipolicy.policy.slo import ReplicaLoad
 from aipolicy.policy.spend import ServiceCost, ServiceUsage, billed_pricing, service_cost
@@ -359,10 +360,12 @@ class Governance:
         return {**self._policy_body, "status": self.policy_status.model_dump(by_alias=True, mode="json")}
 
     def _update_mode(self, t: float) -> None:
-        # the InferenceService controller's own decision (imported lazily: it pulls in kopf)
-        from aipolicy.controllers.inferenceservice import decide_mode
-
-        decision = decide_mode(self.isvc, self._budget_bodies(), self._policy_with_status())
+        policy = self._policy_with_status()
+        decision = decide_mode(
+            self.isvc,
+            [read_budget(b) for b in self._budget_bodies()],
+            read_policy(policy) if policy is not None else None,
+        )
         self.mode_seconds[self.mode] += max(0.0, t - self._mode_from)
         self._mode_from = max(t, self._mode_from)
         self.mode = decision.mode
