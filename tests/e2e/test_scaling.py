@@ -312,11 +312,15 @@ def test_restarting_the_operator_mid_scale_up_loses_nothing_and_repeats_nothing(
     cluster.kubectl(
         "-n", namespace, "annotate", "inferenceservice", "steady", "aipolicy.dev/autoscaling-paused-"
     )
-    wait_until(
-        "a scale-up under way",
-        lambda: (_deployment_replicas(cluster, namespace, "steady") or 0) >= 3,
-        timeout=90,
-    )
+
+    def scale_up_recorded() -> bool:
+        # The Deployment is patched during the pass and the decision lands in status when the
+        # pass ends: wait for both, so the kill comes after a recorded scale-up.
+        decisions = _status(cluster, namespace, "steady").get("decisions") or []
+        recorded = any(d["to"] > d["from"] and _time(d["time"]) >= loaded_at for d in decisions)
+        return recorded and (_deployment_replicas(cluster, namespace, "steady") or 0) >= 3
+
+    wait_until("a scale-up under way and recorded", scale_up_recorded, timeout=90)
     before = _status(cluster, namespace, "steady")
     first_up = next(d for d in before["decisions"] if d["to"] > d["from"] and _time(d["time"]) >= loaded_at)
     # the first scale-up's replicas are starting until this (kwok's ready-delay, from the decision)
