@@ -32,9 +32,10 @@ def test_the_operator_reads_the_aipolicy_gateway_between_the_model_server_and_li
     )
 
 
-def test_the_report_counts_requests_from_the_model_server_else_litellm() -> None:
+def test_the_report_charts_requests_per_second_from_the_operators_counters() -> None:
     names = PRESETS["vllm"]
-    assert queries.requests(names, "1h") == (
-        f"{BY} (increase(vllm:request_success_total[1h]))"
-        f" or {BY} (increase(litellm_proxy_total_requests_metric_total[1h]))"
+    assert queries.request_rate(names) == (
+        f"{BY} (rate(vllm:request_success_total[2m]))"
+        f" or {BY} (rate(aipolicy_gateway_requests_total[2m]))"
+        f" or {BY} (rate(litellm_proxy_total_requests_metric_total[2m]))"
     )

@@ -120,8 +120,11 @@ def test_error_rate_reads_the_gateways_5xx_per_serving_backend_before_the_model_
     gateway, _, model_server = query.partition(" or ((")
     assert 'aipolicy_gateway_requests_total{backend=~"service/.+", code=~"5.."}[1m]' in gateway
     # the serving backend's name becomes `service`: a fallback's 502s count against it
+    # (summed by backend first, or a backend serving two services' clients would clash; the
+    # values are checked by Prometheus's engine in test_served_by_queries.py)
     assert (
-        'label_replace(rate(aipolicy_gateway_requests_total{backend=~"service/.+"}[1m]), "service"' in gateway
+        "label_replace(sum by (namespace, backend) "
+        '(rate(aipolicy_gateway_requests_total{backend=~"service/.+"}[1m])), "service"' in gateway
     )
     assert "> 0" in gateway  # no traffic through the gateway falls back to the pods' counters
     assert "vllm:request_success_total" in model_server and "vllm" not in gateway

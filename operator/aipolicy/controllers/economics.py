@@ -72,19 +72,14 @@ async def _observe(rt: Runtime, isvc: InferenceService, key: ServiceKey, at: dat
             return Unavailable("NoData", "the model server exports no such metric")
         return (await prometheus.grouped(query, at)).reading(key)
 
-    def quantile(histogram: str | None) -> str | None:
-        if histogram is None:
-            return None
-        return f"histogram_quantile(0.95, sum by ({presets.BY}, le) (increase({histogram}_bucket[{window}])))"
-
     return EconomicsReadings(
         requests=await value_of(presets.requests_finished(names, window)),
         failed_requests=await sum_of(presets.requests_failed(names, window)),
         input_tokens=await value_of(presets.token_increase(names, "input", window)),
         output_tokens=await value_of(presets.token_increase(names, "output", window)),
         gpu_hours=await sum_of(presets.gpu_hours(window, 15, gpu)),
-        ttft_p95=await value_of(quantile(names.ttft)),
-        e2e_p95=await value_of(quantile(names.e2e_latency)),
+        ttft_p95=await value_of(presets.service_latency_quantile(names, "ttft", 0.95, window)),
+        e2e_p95=await value_of(presets.service_latency_quantile(names, "e2e", 0.95, window)),
         period_gpu_hours=await sum_of(presets.gpu_hours(month, PERIOD_STEP_SECONDS, gpu)),
         period_idle_gpu_hours=await sum_of(presets.idle_gpu_hours(names, month, PERIOD_STEP_SECONDS, gpu)),
     )

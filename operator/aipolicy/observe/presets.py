@@ -10,6 +10,7 @@ default and what budgets and fallback policies read.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from aipolicy.api.common import parse_duration
@@ -49,6 +50,11 @@ class MetricNames:
     gateway_latency: str = "litellm_request_total_latency_metric"
     #: aipolicy gateway's own counter, labelled code and backend (service/<name> or provider/<host>)
     gateway_answers: str = "aipolicy_gateway_requests_total"
+    #: aipolicy gateway's token counters and latency histograms, labelled like gateway_answers
+    gateway_prompt_tokens: str = "aipolicy_gateway_prompt_tokens_total"
+    gateway_completion_tokens: str = "aipolicy_gateway_completion_tokens_total"
+    gateway_ttft: str = "aipolicy_gateway_time_to_first_token_seconds"
+    gateway_e2e_latency: str = "aipolicy_gateway_request_duration_seconds"
 
 
 # The names each server exports, as its own documentation and source give them:
@@ -179,14 +185,45 @@ def first_counter(function: str, window: str, *counters: str) -> str:
     return " or ".join(f"sum by ({BY}) ({function}({counter}[{window}]))" for counter in counters)
 
 
+def served_by(series: str, *also: str) -> str:
+    """Series of the aipolicy gateway keyed by the InferenceService that served them: the
+    `backend` label (service/<name>) becomes `service`, so a fallback's requests, tokens and
+    latency count for the service that served them (the small model, or the API-backed service
+    whose prices apply), not for the one the client named. Steps that are bare providers
+    (provider/<host>) have no service and drop out."""
+    # summed by backend first: the same backend serves its own clients and other services'
+    # (in their fallback), and relabelled apart they would clash as one label set
+    keep = ", ".join(("namespace", "backend", *also))
+    return f'label_replace(sum by ({keep}) ({series}), "service", "$1", "backend", "{SERVICE_LABEL_REGEX}")'
+
+
+def _served_selector(metric: str, extra: str = "") -> str:
+    return f'{metric}{{backend=~"{SERVICE_PREFIX}.+"{extra}}}'
+
+
 def _gateway_answers_by_backend(names: MetricNames, window: str, code: str | None) -> str:
-    """The aipolicy gateway's answers per serving InferenceService: its `backend` label
-    (service/<name>) becomes `service`, so a fallback's errors count against the service that
-    served them (the small model), not the one the client named."""
-    match = f'backend=~"{SERVICE_PREFIX}.+"' + (f', code=~"{code}"' if code else "")
-    series = f"rate({names.gateway_answers}{{{match}}}[{window}])"
-    replaced = f'label_replace({series}, "service", "$1", "backend", "{SERVICE_LABEL_REGEX}")'
-    return f"sum by ({BY}) ({replaced})"
+    """The aipolicy gateway's answers per serving InferenceService (:func:`served_by`), so a
+    fallback's errors count against the service that served them."""
+    selector = _served_selector(names.gateway_answers, f', code=~"{code}"' if code else "")
+    return f"sum by ({BY}) ({served_by(f'rate({selector}[{window}])')})"
+
+
+def latency_buckets(names: MetricNames, which: str, window: str) -> list[str]:
+    """The buckets of a latency histogram per service (`which`: ttft or e2e), grown over the
+    window: the model servers' own, then the aipolicy gateway's (see service_latency_quantile)."""
+    own = names.ttft if which == "ttft" else names.e2e_latency
+    gateway = names.gateway_ttft if which == "ttft" else names.gateway_e2e_latency
+    through_gateway = served_by(f"increase({_served_selector(gateway + '_bucket')}[{window}])", "le")
+    queries = [f"sum by ({BY}, le) (increase({own}_bucket[{window}]))"] if own is not None else []
+    return [*queries, f"sum by ({BY}, le) ({through_gateway})"]
+
+
+def service_latency_quantile(names: MetricNames, which: str, quantile: float, window: str) -> str:
+    """A latency quantile per service over the window (`which`: ttft or e2e): the model
+    servers' own histogram, else the aipolicy gateway's for the requests it sent to the service
+    (for an API-backed service the only latency there is; for TGI, which has no TTFT histogram,
+    the gateway's is the only TTFT)."""
+    return " or ".join(f"histogram_quantile({quantile}, {q})" for q in latency_buckets(names, which, window))
 
 
 def error_rate(names: MetricNames, window: str) -> str:
@@ -207,14 +244,28 @@ def error_rate(names: MetricNames, window: str) -> str:
     return f"({gateway_failed} / ({gateway_total} > 0)) or (({failed}) / ({total}))"
 
 
-def token_increase(names: MetricNames, which: str, window: str) -> str:
-    """Tokens processed in the window, self-hosted or through the gateway."""
-    own = names.prompt_tokens if which == "input" else names.generation_tokens
-    gateway = names.gateway_input_tokens if which == "input" else names.gateway_output_tokens
-    return first_counter("increase", window, own, gateway)
+def _token_counters(names: MetricNames, which: str) -> tuple[str, str, str]:
+    """The model servers', the aipolicy gateway's (by serving service) and LiteLLM's."""
+    if which == "input":
+        return names.prompt_tokens, names.gateway_prompt_tokens, names.gateway_input_tokens
+    return names.generation_tokens, names.gateway_completion_tokens, names.gateway_output_tokens
 
 
-def counter_growth(metric: str, window: str, lookback: str) -> str:
+def token_increase(names: MetricNames, which: str, window: str, function: str = "increase") -> str:
+    """Tokens processed in the window (`function`: increase, or rate for tokens per second): the
+    model servers' own count for self-hosted services, else the aipolicy gateway's for what it
+    sent to each service (an API-backed one's provider), else LiteLLM's. Per service the
+    left-most that has series counts, so nothing counts twice."""
+    own, served, litellm = _token_counters(names, which)
+    through_gateway = f"sum by ({BY}) ({served_by(f'{function}({_served_selector(served)}[{window}])')})"
+    return (
+        f"sum by ({BY}) ({function}({own}[{window}]))"
+        f" or {through_gateway}"
+        f" or sum by ({BY}) ({function}({litellm}[{window}]))"
+    )
+
+
+def counter_growth(metric: str, window: str, lookback: str, per_series: Callable[[str], str] = str) -> str:
     """How much a counter grew over (t - window, t], per service, added up exactly across windows.
 
     Each series' last sample at t minus its last sample at t - window: back-to-back windows
@@ -228,14 +279,20 @@ def counter_growth(metric: str, window: str, lookback: str) -> str:
         f"last_over_time({metric}[{lookback}])",
         f"last_over_time({metric}[{lookback}] offset {window})",
     )
-    return f"sum by ({BY}) ((({now} - {then}) >= 0) or increase({metric}[{window}]))"
+    return f"sum by ({BY}) ({per_series(f'(({now} - {then}) >= 0) or increase({metric}[{window}])')})"
 
 
 def token_growth(names: MetricNames, which: str, window: str, lookback: str) -> str:
-    """Tokens processed in the window, for accounting: exact across windows (counter_growth)."""
-    own = names.prompt_tokens if which == "input" else names.generation_tokens
-    gateway = names.gateway_input_tokens if which == "input" else names.gateway_output_tokens
-    return f"{counter_growth(own, window, lookback)} or {counter_growth(gateway, window, lookback)}"
+    """Tokens processed in the window, for accounting: exact across windows (counter_growth),
+    from the same counters in the same order as :func:`token_increase`."""
+    own, served, litellm = _token_counters(names, which)
+    return " or ".join(
+        (
+            counter_growth(own, window, lookback),
+            counter_growth(_served_selector(served), window, lookback, served_by),
+            counter_growth(litellm, window, lookback),
+        )
+    )
 
 
 def ksm_resource(resource_name: str) -> str:
@@ -295,10 +352,11 @@ def idle_gpu_hours(
     return f"sum_over_time(({idle})[{window}:{step_seconds}s]) * {step_seconds / 3600:.9f}"
 
 
-def requests_finished(names: MetricNames, window: str) -> str:
-    """Requests finished in the window: the model servers', else the gateway's (API-backed)."""
+def requests_finished(names: MetricNames, window: str, function: str = "increase") -> str:
+    """Requests finished in the window (`function`: increase, or rate for requests per second):
+    the model servers', else the aipolicy gateway's (API-backed), else LiteLLM's."""
     return first_counter(
-        "increase", window, names.requests_finished, "aipolicy_gateway_requests_total", names.gateway_requests
+        function, window, names.requests_finished, names.gateway_answers, names.gateway_requests
     )
 
 

@@ -20,6 +20,7 @@ from urllib3.util.retry import Retry
 from aipolicy.api.aibudget import AIBudget
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import InvalidSpec, read
+from aipolicy.observe import presets
 from aipolicy.observe.presets import MetricNames, gpu_hours, token_increase
 from aipolicy.observe.prometheus import GroupedResult, ServiceKey
 from aipolicy.policy.observations import Unavailable
@@ -157,16 +158,16 @@ def gather(
     services, budgets = read_objects(api, scope)
     span = window.promql_range
     asked: dict[str, str | None] = {
-        "requests": queries.requests(names, span),
-        "failed_requests": queries.failed_requests(names, span),
+        "requests": presets.requests_finished(names, span),
+        "failed_requests": presets.requests_failed(names, span),
         "input_tokens": token_increase(names, "input", span),
         "output_tokens": token_increase(names, "output", span),
         "gpu_hours": gpu_hours(span, 15),
         "idle_gpu_hours": queries.idle_gpu_hours(names, span),
-        "ttft_p50": queries.latency_quantile(names.ttft, 0.5, span),
-        "ttft_p95": queries.latency_quantile(names.ttft, 0.95, span),
-        "ttft_p99": queries.latency_quantile(names.ttft, 0.99, span),
-        "e2e_p95": queries.latency_quantile(names.e2e_latency, 0.95, span),
+        "ttft_p50": presets.service_latency_quantile(names, "ttft", 0.5, span),
+        "ttft_p95": presets.service_latency_quantile(names, "ttft", 0.95, span),
+        "ttft_p99": presets.service_latency_quantile(names, "ttft", 0.99, span),
+        "e2e_p95": presets.service_latency_quantile(names, "e2e", 0.95, span),
         "seconds_in_fallback": queries.seconds_in_mode("Fallback", span),
         "seconds_degraded": queries.seconds_in_mode("Degraded", span),
     }
@@ -251,7 +252,7 @@ def _histograms(
     prometheus: PrometheusReader, services: list[ServiceFacts], window: ReportWindow, names: MetricNames
 ) -> dict[str, list[tuple[float, float]]]:
     query = queries.ttft_buckets(names, window.promql_range)
-    result = prometheus.instant(query, window) if query is not None else Unavailable("NoData")
+    result = prometheus.instant(query, window)
     if isinstance(result, Unavailable):
         return {}
     cumulative: dict[str, dict[float, float]] = defaultdict(dict)

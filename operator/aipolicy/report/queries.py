@@ -12,21 +12,6 @@ from aipolicy.observe.presets import BY, MetricNames
 _STEP = "15s"
 
 
-def requests(names: MetricNames, window: str) -> str:
-    return presets.first_counter("increase", window, names.requests_finished, names.gateway_requests)
-
-
-def failed_requests(names: MetricNames, window: str) -> str:
-    return presets.first_counter("increase", window, names.requests_failed, names.gateway_failures)
-
-
-def latency_quantile(histogram: str | None, quantile: float, window: str) -> str | None:
-    """None when the model server has no such histogram (TGI has no TTFT): no data, not 0."""
-    if histogram is None:
-        return None
-    return f"histogram_quantile({quantile}, sum by ({BY}, le) (increase({histogram}_bucket[{window}])))"
-
-
 def idle_gpu_hours(names: MetricNames, window: str) -> str:
     """GPU-hours held while nothing ran or waited, sampled every 15 s over the window."""
     return presets.idle_gpu_hours(names, window, 15)
@@ -39,10 +24,14 @@ def seconds_in_mode(mode: str, window: str) -> str:
     )
 
 
-def ttft_buckets(names: MetricNames, window: str) -> str | None:
-    if names.ttft is None:
-        return None
-    return f"sum by ({BY}, le) (increase({names.ttft}_bucket[{window}]))"
+def ttft_buckets(names: MetricNames, window: str) -> str:
+    """TTFT buckets per service: the model servers' own, else the aipolicy gateway's. Their
+    bucket bounds differ, so `or` alone (which matches on `le` too) would mix both into one
+    histogram: the gateway's count only for services with none of their own."""
+    *own, gateway = presets.latency_buckets(names, "ttft", window)
+    if not own:
+        return gateway
+    return f"{own[0]} or ({gateway} unless on ({BY}) {own[0]})"
 
 
 # Range queries for the charts (evaluated at each step of the window).
@@ -51,13 +40,8 @@ def gpus_now() -> str:
 
 
 def request_rate(names: MetricNames) -> str:
-    return (
-        f"sum by ({BY}) (rate({names.requests_finished}[2m]))"
-        f" or sum by ({BY}) (rate({names.gateway_requests}[2m]))"
-    )
+    return presets.requests_finished(names, "2m", "rate")
 
 
 def token_rate(names: MetricNames, which: str) -> str:
-    own = names.prompt_tokens if which == "input" else names.generation_tokens
-    gateway = names.gateway_input_tokens if which == "input" else names.gateway_output_tokens
-    return f"sum by ({BY}) (rate({own}[2m])) or sum by ({BY}) (rate({gateway}[2m]))"
+    return presets.token_increase(names, which, "2m", "rate")
