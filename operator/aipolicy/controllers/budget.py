@@ -26,6 +26,21 @@ import kopf
 
 from aipolicy.api.aibudget import AIBudget, AIBudgetSpec, AlertDelivery
 from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
+from aipolicy.api.conditions import (
+    BUDGET_DEGRADED,
+    BUDGET_EXCEEDED,
+    DEGRADED,
+    EXCEEDED,
+    METRICS_AVAILABLE,
+    NOT_DEGRADED,
+    NOTIFICATION_DELIVERED,
+    NOTIFICATION_FAILED,
+    PRICING_COMPLETE,
+    READY,
+    THRESHOLD_REACHED,
+    WITHIN_LIMIT,
+    threshold_event_reason,
+)
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import InvalidSpec, read
 from aipolicy.controllers import metrics
@@ -75,11 +90,11 @@ GAP_LOOKBACK = "10m"
 # over four weeks took 10 s, past the query timeout, and was retried every tick, never counted.
 MAX_CATCH_UP = timedelta(hours=6)
 WARN_WHEN: dict[str, ConditionStatus] = {
-    "Ready": "False",
-    "MetricsAvailable": "False",
-    "PricingComplete": "False",
-    "Degraded": "True",
-    "Exceeded": "True",
+    READY: "False",
+    METRICS_AVAILABLE: "False",
+    PRICING_COMPLETE: "False",
+    DEGRADED: "True",
+    EXCEEDED: "True",
 }
 
 
@@ -256,14 +271,14 @@ async def deliver_alerts(
             kopf.event(
                 body,
                 type="Warning",
-                reason="NotificationFailed",
+                reason=NOTIFICATION_FAILED,
                 message=f"POST {url} ({what}): {error}; retrying with backoff",
             )
         elif error is None and alert.attempts > 0 and not alert.delivered:
             kopf.event(
                 body,
                 type="Normal",
-                reason="NotificationDelivered",
+                reason=NOTIFICATION_DELIVERED,
                 message=f"POST {url} ({what}) delivered after {after.attempts} attempts",
             )
         updated.append(after)
@@ -344,7 +359,7 @@ async def evaluate_aibudget(
         kopf.event(
             body,
             type="Normal" if threshold.action == "Notify" else "Warning",
-            reason=f"Threshold{threshold.action}",
+            reason=threshold_event_reason(threshold.action),
             message=(
                 f"spent {display_money(evaluation.spent, spec.currency)} {spec.currency} of {spec.limit} "
                 f"({evaluation.percent_used}%): reached {threshold.percent}%, {action_text}"
@@ -357,27 +372,27 @@ async def evaluate_aibudget(
 
     # the same values updated_status wrote: set again so that a change posts an event
     conditions.set(
-        "MetricsAvailable",
+        METRICS_AVAILABLE,
         "True" if evaluation.metrics_available else "False",
         evaluation.metrics_reason,
         evaluation.metrics_message or "All spend queries answered.",
     )
     conditions.set(
-        "ThresholdReached",
+        THRESHOLD_REACHED,
         "True" if evaluation.active_action else "False",
         evaluation.reason,
         evaluation.message,
     )
     conditions.set(
-        "Degraded",
+        DEGRADED,
         "True" if evaluation.state == "Degraded" else "False",
-        "BudgetDegraded" if evaluation.state == "Degraded" else "NotDegraded",
+        BUDGET_DEGRADED if evaluation.state == "Degraded" else NOT_DEGRADED,
         evaluation.message,
     )
     conditions.set(
-        "Exceeded",
+        EXCEEDED,
         "True" if evaluation.state == "Exceeded" else "False",
-        "BudgetExceeded" if evaluation.state == "Exceeded" else "WithinLimit",
+        BUDGET_EXCEEDED if evaluation.state == "Exceeded" else WITHIN_LIMIT,
         evaluation.message,
     )
     inputs: list[ConditionUpdate] = [

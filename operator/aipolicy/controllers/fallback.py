@@ -14,6 +14,17 @@ from typing import Any
 import kopf
 
 from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
+from aipolicy.api.conditions import (
+    CONFLICT,
+    DRY_RUN,
+    ENFORCING,
+    FALLBACK_ACTIVE,
+    METRICS_AVAILABLE,
+    METRICS_FOUND,
+    METRICS_UNAVAILABLE,
+    READY,
+    TARGET_NOT_FOUND,
+)
 from aipolicy.api.fallbackpolicy import FallbackPolicy, Trigger
 from aipolicy.api.inferenceservice import GPU, InferenceServiceStatus
 from aipolicy.api.reading import InvalidSpec, read
@@ -34,9 +45,9 @@ from aipolicy.policy.observations import Reading, Unavailable, Value
 
 TICK = Runtime.default_tick()
 WARN_WHEN: dict[str, ConditionStatus] = {
-    "Ready": "False",
-    "FallbackActive": "True",
-    "MetricsAvailable": "False",
+    READY: "False",
+    FALLBACK_ACTIVE: "True",
+    METRICS_AVAILABLE: "False",
 }
 
 
@@ -247,9 +258,9 @@ async def evaluate_fallback_policy(
     governing = governing_name([*fallbackpolicies_by_target.get(target_key, []), body]) or name
     if target is None:
         conditions.set(
-            "Ready",
+            READY,
             "False",
-            "TargetNotFound",
+            TARGET_NOT_FOUND,
             f"InferenceService {policy.spec.target} does not exist in {namespace}; traffic is not switched",
         )
     elif governing != name:
@@ -257,9 +268,9 @@ async def evaluate_fallback_policy(
             f"FallbackPolicy {governing} governs {policy.spec.target} (of the policies naming one "
             "target, the first by name does); this one is ignored"
         )
-        conditions.set("Ready", "False", "Conflict", message)
-        conditions.set("FallbackActive", "False", "Conflict", message)
-        conditions.told_elsewhere("FallbackActive")  # the Ready event says the same
+        conditions.set(READY, "False", CONFLICT, message)
+        conditions.set(FALLBACK_ACTIVE, "False", CONFLICT, message)
+        conditions.told_elsewhere(FALLBACK_ACTIVE)  # the Ready event says the same
         policy = policy.model_copy(update={"status": stand_down(policy.spec, policy.status)})
         metrics.FALLBACK_ACTIVE.labels(namespace, name).set(0)
     else:
@@ -295,20 +306,20 @@ async def evaluate_fallback_policy(
             metrics.FALLBACK_TRANSITIONS.labels(namespace, name).inc()
         metrics.FALLBACK_ACTIVE.labels(namespace, name).set(1 if decision.active else 0)
         if decision.active:
-            conditions.set("FallbackActive", "True", decision.reason, decision.message)
+            conditions.set(FALLBACK_ACTIVE, "True", decision.reason, decision.message)
         else:
-            conditions.set("FallbackActive", "False", decision.reason, decision.message)
+            conditions.set(FALLBACK_ACTIVE, "False", decision.reason, decision.message)
         if decision.switched:
             # The event above is the switch's; FallbackActive changing with it would post the
             # same reason and message a second time (one switch, two events).
-            conditions.told_elsewhere("FallbackActive")
+            conditions.told_elsewhere(FALLBACK_ACTIVE)
         if decision.metrics_available:
-            conditions.set("MetricsAvailable", "True", "MetricsFound", "every trigger has a reading")
+            conditions.set(METRICS_AVAILABLE, "True", METRICS_FOUND, "every trigger has a reading")
         else:
             conditions.set(
-                "MetricsAvailable",
+                METRICS_AVAILABLE,
                 "False",
-                decision.metrics_reason or "MetricsUnavailable",
+                decision.metrics_reason or METRICS_UNAVAILABLE,
                 decision.metrics_message or "a trigger has no reading; it neither fires nor clears",
             )
         missing = [
@@ -320,9 +331,9 @@ async def evaluate_fallback_policy(
             # The state machine skips these steps, so traffic never goes to them; but a chain
             # naming nothing is a mistake the user must see, not a silently shorter chain.
             conditions.set(
-                "Ready",
+                READY,
                 "False",
-                "TargetNotFound",
+                TARGET_NOT_FOUND,
                 f"fallback InferenceService {', '.join(missing)} does not exist in {namespace}; "
                 f"traffic is never switched to it (traffic goes to {status.active_backend})",
             )
@@ -332,7 +343,7 @@ async def evaluate_fallback_policy(
                 if dry
                 else f"traffic goes to {status.active_backend}"
             )
-            conditions.set("Ready", "True", "DryRun" if dry else "Enforcing", ready_message)
+            conditions.set(READY, "True", DRY_RUN if dry else ENFORCING, ready_message)
         policy = policy.model_copy(update={"status": status})
 
     status = policy.status
