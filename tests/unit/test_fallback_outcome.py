@@ -246,9 +246,7 @@ WARMING = [
         {
             "desiredReplicas": 1,
             "readyReplicas": 0,
-            "decisions": [
-                {"time": "2026-03-15T11:59:00Z", "from": 0, "to": 1, "reason": "x"}
-            ],
+            "decisions": [{"time": "2026-03-15T11:59:00Z", "from": 0, "to": 1, "reason": "x"}],
         },
         True,
         id="a target scaled up from zero without a ready replica is warming",
@@ -257,9 +255,7 @@ WARMING = [
         {
             "desiredReplicas": 1,
             "readyReplicas": 1,
-            "decisions": [
-                {"time": "2026-03-15T11:59:00Z", "from": 0, "to": 1, "reason": "x"}
-            ],
+            "decisions": [{"time": "2026-03-15T11:59:00Z", "from": 0, "to": 1, "reason": "x"}],
         },
         False,
         id="a target with a ready replica is warm",
@@ -268,9 +264,7 @@ WARMING = [
         {
             "desiredReplicas": 2,
             "readyReplicas": 0,
-            "decisions": [
-                {"time": "2026-03-15T11:59:00Z", "from": 1, "to": 2, "reason": "x"}
-            ],
+            "decisions": [{"time": "2026-03-15T11:59:00Z", "from": 1, "to": 2, "reason": "x"}],
         },
         False,
         id="a target that scaled from one is not warming from zero",
