@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aipolicy.api.fallbackpolicy import FallbackPolicy
+from aipolicy.api.fallbackpolicy import FallbackPolicy, FallbackStep
 from aipolicy.api.inferenceservice import InferenceServiceStatus
 from aipolicy.policy.fallback import BackendHealth, TriggerObservation
 from aipolicy.policy.fallback_outcome import (
@@ -17,6 +17,7 @@ from aipolicy.policy.fallback_outcome import (
     FallbackOutcome,
     fallback_due,
     fallback_outcome,
+    step_health,
     warming_from_zero,
 )
 from aipolicy.policy.observations import Unavailable, Value
@@ -276,3 +277,47 @@ WARMING = [
 def test_warming_from_zero(status: dict[str, Any] | None, warming: bool) -> None:
     parsed = None if status is None else InferenceServiceStatus.model_validate(status)
     assert warming_from_zero(parsed) is warming
+
+
+HEALTH = [
+    pytest.param({"degraded": True}, None, UP, id="the degraded step is always there and healthy"),
+    pytest.param(
+        {"provider": {"url": "https://api.example.com/v1", "model": "m"}},
+        None,
+        UP,
+        id="a provider step is always there and healthy",
+    ),
+    pytest.param(
+        {"inferenceService": "small"}, None, GONE, id="a service step naming no service does not exist"
+    ),
+    pytest.param(
+        {"inferenceService": "small"},
+        {"readyReplicas": 1, "mode": "Normal"},
+        UP,
+        id="a service with a ready replica is healthy",
+    ),
+    pytest.param(
+        {"inferenceService": "small"},
+        {"readyReplicas": 0, "mode": "Normal"},
+        BackendHealth(exists=True, healthy=False),
+        id="a service without a ready replica is unhealthy",
+    ),
+    pytest.param(
+        {"inferenceService": "small"},
+        {"readyReplicas": 2, "mode": "Fallback"},
+        BackendHealth(exists=True, healthy=False),
+        id="a service itself in fallback is unhealthy",
+    ),
+    pytest.param(
+        {"inferenceService": "small"},
+        {"readyReplicas": 2, "mode": "Suspended"},
+        BackendHealth(exists=True, healthy=False),
+        id="a suspended service is unhealthy",
+    ),
+]
+
+
+@pytest.mark.parametrize(("step", "status", "health"), HEALTH)
+def test_step_health(step: dict[str, Any], status: dict[str, Any] | None, health: BackendHealth) -> None:
+    parsed = None if status is None else InferenceServiceStatus.model_validate(status)
+    assert step_health(FallbackStep.model_validate(step), parsed) == health

@@ -28,7 +28,13 @@ from aipolicy.observe import presets
 from aipolicy.observe.pods import count_pods
 from aipolicy.policy.conflicts import governing_name
 from aipolicy.policy.fallback import BackendHealth, TriggerObservation
-from aipolicy.policy.fallback_outcome import FallbackInputs, fallback_due, fallback_outcome, warming_from_zero
+from aipolicy.policy.fallback_outcome import (
+    FallbackInputs,
+    fallback_due,
+    fallback_outcome,
+    step_health,
+    warming_from_zero,
+)
 from aipolicy.policy.observations import Reading, Unavailable, Value
 
 TICK = Runtime.default_tick()
@@ -56,18 +62,11 @@ def backend_health(
 ) -> list[BackendHealth]:
     """Per chain step: does it exist, and could it take traffic now?"""
     namespace = policy.metadata.namespace
-    health = []
-    for step in policy.spec.chain:
-        if step.inference_service is None:
-            health.append(BackendHealth(exists=True, healthy=True))
-            continue
-        status = _isvc_status(one(inferenceservices, (namespace, step.inference_service)))
-        if status is None:
-            health.append(BackendHealth(exists=False, healthy=False))
-        else:
-            healthy = status.ready_replicas > 0 and status.mode not in ("Fallback", "Suspended")
-            health.append(BackendHealth(exists=True, healthy=healthy))
-    return health
+
+    def status(service: str | None) -> InferenceServiceStatus | None:
+        return None if service is None else _isvc_status(one(inferenceservices, (namespace, service)))
+
+    return [step_health(step, status(step.inference_service)) for step in policy.spec.chain]
 
 
 async def _request_reading(rt: Runtime, query: str, key: Key, out_of_rotation: bool) -> Reading:

@@ -38,7 +38,7 @@ from aipolicy.api.conditions import (
     READY,
     TARGET_NOT_FOUND,
 )
-from aipolicy.api.fallbackpolicy import FallbackPolicy, FallbackPolicyStatus
+from aipolicy.api.fallbackpolicy import FallbackPolicy, FallbackPolicyStatus, FallbackStep
 from aipolicy.api.inferenceservice import InferenceServiceStatus
 from aipolicy.policy.conflicts import stand_down
 from aipolicy.policy.due import when_due
@@ -59,6 +59,7 @@ __all__ = [
     "fallback_due",
     "fallback_outcome",
     "overruled",
+    "step_health",
     "target_missing",
     "warming_from_zero",
 ]
@@ -193,6 +194,18 @@ def ready_condition(
     if policy.spec.enforcement == "DryRun":
         return ConditionUpdate(READY, "True", DRY_RUN, "DryRun: decisions are reported, not applied")
     return ConditionUpdate(READY, "True", ENFORCING, f"traffic goes to {status.active_backend}")
+
+
+def step_health(step: FallbackStep, service: InferenceServiceStatus | None) -> BackendHealth:
+    """A chain step's health: a provider or the degraded step always exists and is healthy; a
+    service step (`service`: its status, None when it does not exist) is healthy with a ready
+    replica and not itself in fallback or suspended."""
+    if step.inference_service is None:
+        return BackendHealth(exists=True, healthy=True)
+    if service is None:
+        return BackendHealth(exists=False, healthy=False)
+    healthy = service.ready_replicas > 0 and service.mode not in ("Fallback", "Suspended")
+    return BackendHealth(exists=True, healthy=healthy)
 
 
 def warming_from_zero(status: InferenceServiceStatus | None) -> bool:
