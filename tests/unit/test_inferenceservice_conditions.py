@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from aipolicy.api.conditions import ConditionUpdate, Event
 from aipolicy.api.inferenceservice import InferenceService, Scaling
 from aipolicy.api.reading import read
 from aipolicy.observe.pods import PodCounts
@@ -16,6 +15,7 @@ from aipolicy.policy import service_conditions as decide
 from aipolicy.policy.backends import Backend
 from aipolicy.policy.mode import ModeDecision, Unreadable, decide_mode, read_budget, read_policy
 from aipolicy.policy.observations import Reading, Unavailable, Value
+from aipolicy.policy.outcome import ConditionUpdate, Event
 from aipolicy.policy.scaling import ScalingDecision, ScalingMemory
 from aipolicy.policy.secrets import SecretsVerdict
 

@@ -2,16 +2,14 @@
 
 Reasons are CamelCase (metav1.Condition requires it) and double as event reasons: an event
 tells a condition's change under the condition's reason. A reason written from data (a
-scaling decision's reason, `Mode<mode>`, a scheduler's reason) is built by the function named
-beside the constants it extends.
+scaling decision's reason, `Mode<mode>`, a threshold's action) is built by the function named
+beside the constants it extends. What a decision returns (ConditionUpdate, Event) is in
+policy/outcome.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final, Literal
-
-from aipolicy.api.common import ConditionStatus
+from typing import Final
 
 # --- Common: condition types and reasons every kind uses ------------------------------------
 
@@ -26,6 +24,8 @@ DEGRADED: Final = "Degraded"
 
 #: The spec passed the schema but cannot be acted on (see api/reading.py).
 INVALID_SPEC: Final = "InvalidSpec"
+#: Ready=True of an object in DryRun: decisions are reported, not applied.
+DRY_RUN: Final = "DryRun"
 
 # --- InferenceService: condition types ------------------------------------------------------
 
@@ -79,20 +79,68 @@ def metrics_reason(cause: str | None) -> str:
 # --- What a pure decision returns for the shell to write -------------------------------------
 
 
-@dataclass(frozen=True)
-class ConditionUpdate:
-    """One condition to set (the shell keeps lastTransitionTime and observedGeneration)."""
+# --- AIBudget: condition types --------------------------------------------------------------
 
-    type: str
-    status: ConditionStatus
-    reason: str
-    message: str
+#: Every selected service has a price above zero.
+PRICING_COMPLETE: Final = "PricingComplete"
+#: A threshold's action is in force.
+THRESHOLD_REACHED: Final = "ThresholdReached"
+#: The budget's state is Exceeded.
+EXCEEDED: Final = "Exceeded"
+
+# --- AIBudget: reasons ----------------------------------------------------------------------
+
+# Ready
+BUDGET_EVALUATED: Final = "Evaluated"
+NO_SERVICES_SELECTED: Final = "NoServicesSelected"
+NO_DATA: Final = "NoData"
+# MetricsAvailable=True (False carries the missing reading's reason: QueryError, NoData...)
+BUDGET_METRICS_AVAILABLE: Final = "Available"
+# PricingComplete
+ALL_SERVICES_PRICED: Final = "AllServicesPriced"
+ZERO_PRICE: Final = "ZeroPrice"
+# ThresholdReached (besides threshold_reached_reason and metrics_unavailable_reason)
+WITHIN_BUDGET: Final = "WithinBudget"
+LIMIT_REACHED: Final = "LimitReached"
+AWAITING_METRICS: Final = "AwaitingMetrics"
+# Degraded
+BUDGET_DEGRADED: Final = "BudgetDegraded"
+# NOT_DEGRADED, as for InferenceService
+# Exceeded
+BUDGET_EXCEEDED: Final = "BudgetExceeded"
+WITHIN_LIMIT: Final = "WithinLimit"
+# Events of alert delivery (spec.notification.webhookUrl)
+NOTIFICATION_FAILED: Final = "NotificationFailed"
+NOTIFICATION_DELIVERED: Final = "NotificationDelivered"
 
 
-@dataclass(frozen=True)
-class Event:
-    """One Kubernetes event to post on the object."""
+def threshold_reached_reason(action: str, *, on_forecast: bool = False) -> str:
+    """`<Action>ThresholdReached`, `Forecast<Action>ThresholdReached` when only the forecast
+    reaches it."""
+    return f"{'Forecast' if on_forecast else ''}{action}ThresholdReached"
 
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
+
+def metrics_unavailable_reason(policy: str) -> str:
+    """`MetricsUnavailable<onMetricsUnavailable>`: HoldLastKnown, FailOpen or FailClosed."""
+    return f"MetricsUnavailable{policy}"
+
+
+def threshold_event_reason(action: str) -> str:
+    """`Threshold<Action>`: the event of a threshold reached for the first time this period."""
+    return f"Threshold{action}"
+
+
+# --- FallbackPolicy: condition types ----------------------------------------------------------
+
+#: Traffic goes to a chain step rather than to the target.
+FALLBACK_ACTIVE: Final = "FallbackActive"
+
+# --- FallbackPolicy: reasons --------------------------------------------------------------------
+# (FallbackActive's reasons are the state machine's, policy/fallback.py `Reason`.)
+
+# Ready
+ENFORCING: Final = "Enforcing"
+TARGET_NOT_FOUND: Final = "TargetNotFound"
+#: Ready and FallbackActive of a policy that another policy, sorting first, overrules.
+CONFLICT: Final = "Conflict"
+# MetricsAvailable: METRICS_FOUND and METRICS_UNAVAILABLE, as for InferenceService

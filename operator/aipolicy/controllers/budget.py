@@ -6,9 +6,13 @@ cycle, however many budgets there are (the query cache shares one answer per ins
 evaluation adds the usage since the last one (`status.lastEvaluated`): token counters' growth
 between the two instants, which adds up exactly from one window to the next, and GPU-hours on a
 5 s grid; a restart or a Prometheus gap catches up from the counters, in steps of at most
-MAX_CATCH_UP.
+MAX_CATCH_UP (policy/budget_outcome.py).
 Actions are level-triggered: `status.activeAction` is read by the InferenceService controller,
 which degrades or suspends the services this budget selects.
+
+The shell only gathers, calls and applies: when it is due, the interval to account, and every
+condition and event are decided in policy/budget_outcome.py (alerts in policy/notify.py);
+reading the spec and writing the outcome are controllers/evaluation.py's.
 """
 
 from __future__ import annotations
@@ -16,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,60 +29,40 @@ import kopf
 
 from aipolicy.api.aibudget import AIBudget, AIBudgetSpec, AlertDelivery
 from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
+from aipolicy.api.conditions import DEGRADED, EXCEEDED, METRICS_AVAILABLE, PRICING_COMPLETE, READY
 from aipolicy.api.inferenceservice import InferenceService
-from aipolicy.api.reading import InvalidSpec, read
+from aipolicy.api.reading import read
 from aipolicy.controllers import metrics
-from aipolicy.controllers.events import StatusConditions, report_invalid_spec, write_status
+from aipolicy.controllers.evaluation import Step, begin, finish, post_events
+from aipolicy.controllers.events import write_status
 from aipolicy.controllers.indexes import Key
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.observe import presets
 from aipolicy.observe.prometheus import GroupedResult
-from aipolicy.policy.budget import (
-    ConditionUpdate,
-    evaluate_budget,
-    pricing_condition,
-    query_interval,
-    ready_condition,
-    updated_status,
-)
-from aipolicy.policy.cycles import aligned
-from aipolicy.policy.notify import (
-    after_attempt,
-    alertmanager_alerts,
-    due_alerts,
-    is_alertmanager,
-    plan_alerts,
-    webhook_payload,
-)
+from aipolicy.policy.budget import BudgetEvaluation
+from aipolicy.policy.budget_outcome import BudgetInputs, budget_due, budget_outcome, spend_window
+from aipolicy.policy.notify import delivery_batches, record_deliveries
 from aipolicy.policy.observations import Unavailable, Value
+from aipolicy.policy.outcome import Event
 from aipolicy.policy.spend import (
     ServiceCost,
     ServiceUsage,
     billed_pricing,
     cost_source_cost,
-    display_money,
     service_cost,
 )
 
 logger = logging.getLogger(__name__)
 TICK = Runtime.default_tick()
-# A scrape stamped just before an evaluation's instant may still be on its way into the TSDB;
-# read an instant only this long after it, so that the next window does not start past a sample
-# this one never saw.
-SETTLE = timedelta(seconds=1)
 # Token counters missing for less than this (a failed scrape, a target briefly gone) are
 # counted in full when they come back.
 GAP_LOOKBACK = "10m"
-# The most one evaluation accounts for. A budget created late in the month, or back from a long
-# Prometheus outage, catches up in steps of this, one per tick: in one step, the GPU subquery
-# over four weeks took 10 s, past the query timeout, and was retried every tick, never counted.
-MAX_CATCH_UP = timedelta(hours=6)
 WARN_WHEN: dict[str, ConditionStatus] = {
-    "Ready": "False",
-    "MetricsAvailable": "False",
-    "PricingComplete": "False",
-    "Degraded": "True",
-    "Exceeded": "True",
+    READY: "False",
+    METRICS_AVAILABLE: "False",
+    PRICING_COMPLETE: "False",
+    DEGRADED: "True",
+    EXCEEDED: "True",
 }
 
 
@@ -214,186 +197,92 @@ def _post_json(url: str, payload: Any) -> None:
         pass  # urlopen raises HTTPError for 4xx and 5xx
 
 
-async def deliver_alerts(
-    body: kopf.Body, budget: AIBudget, alerts: list[AlertDelivery], now: datetime
-) -> list[AlertDelivery]:
-    """POST the alerts that are due; the alerts with each outcome recorded.
+async def _post(url: str, payload: Any) -> str | None:
+    """POST it; the error, or None when the receiver answered 2xx."""
+    try:
+        await asyncio.to_thread(_post_json, url, payload)
+    except (OSError, ValueError) as failure:
+        return str(failure) or type(failure).__name__
+    return None
 
-    An Alertmanager gets every due alert in one array; another webhook one payload per alert.
-    One event when an alert's first POST fails and one when it gets through after failing,
-    never one per retry.
-    """
+
+async def deliver_alerts(
+    budget: AIBudget, alerts: list[AlertDelivery], now: datetime
+) -> tuple[list[AlertDelivery], list[Event]]:
+    """POST the alerts that are due (policy/notify.py says which, in which form); the alerts with
+    each outcome recorded, and the events that tells."""
     url = budget.spec.notification.webhook_url
     if url is None:
-        return alerts
-    alertmanager = is_alertmanager(url)
-    due = due_alerts(alerts, now, alertmanager=alertmanager)
-    if not due:
-        return alerts
-    ns, name = budget.metadata.namespace, budget.metadata.name
-    batches = [due] if alertmanager else [[alert] for alert in due]
-    outcome: dict[int, str | None] = {}
+        return alerts, []
+    batches = delivery_batches(budget.metadata.namespace, budget.metadata.name, url, alerts, now)
+    if not batches:
+        return alerts, []
+    errors: dict[int, str | None] = {}
     for batch in batches:
-        payload: Any = (
-            alertmanager_alerts(ns, name, batch) if alertmanager else webhook_payload(ns, name, batch[0])
-        )
-        try:
-            await asyncio.to_thread(_post_json, url, payload)
-            error = None
-        except (OSError, ValueError) as failure:
-            error = str(failure) or type(failure).__name__
-        for alert in batch:
-            outcome[alert.percent] = error
-    updated = []
-    for alert in alerts:
-        if alert.percent not in outcome:
-            updated.append(alert)
-            continue
-        error = outcome[alert.percent]
-        after = after_attempt(alert, now, error)
-        what = f"{alert.state.lower()} alert of the {alert.percent}% threshold"
-        if error is not None and (alert.attempts == 0 or alert.delivered):  # the first failure in a row
-            kopf.event(
-                body,
-                type="Warning",
-                reason="NotificationFailed",
-                message=f"POST {url} ({what}): {error}; retrying with backoff",
-            )
-        elif error is None and alert.attempts > 0 and not alert.delivered:
-            kopf.event(
-                body,
-                type="Normal",
-                reason="NotificationDelivered",
-                message=f"POST {url} ({what}) delivered after {after.attempts} attempts",
-            )
-        updated.append(after)
-    return updated
+        errors.update(dict.fromkeys(batch.percents, await _post(url, batch.payload)))
+    return record_deliveries(url, alerts, errors, now)
 
 
-@kopf.timer("aipolicy.dev", "v1alpha1", "aibudgets", interval=TICK, initial_delay=1.5)  # type: ignore[arg-type]
-async def evaluate_aibudget(
-    body: kopf.Body,
-    namespace: str,
-    name: str,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    inferenceservices_by_key: kopf.Index[Key, dict[str, Any]],
-    **_: Any,
-) -> None:
-    rt: Runtime = memo["runtime"]
-    now = datetime.now(UTC)
-    old_status = dict(body.get("status") or {})
-    generation = int(body.metadata.get("generation") or 0)
-    parsed = read(AIBudget, body)
-    if isinstance(parsed, InvalidSpec):
-        report_invalid_spec(body, patch, old_status, parsed.message, WARN_WHEN, now)
-        return
-    budget = parsed
+async def _retry_alerts(step: Step[AIBudget]) -> None:
+    """Between evaluations: an alert may still be due for a retry or a resend."""
+    previous = step.model.status.alerts
+    alerts, events = await deliver_alerts(step.model, previous, step.now)
+    post_events(step.body, events)
+    if alerts != previous:
+        kept = {k: v for k, v in step.old_status.items() if k != "kopf"}  # kopf's own, not ours
+        write_status(step.patch, step.old_status, {**kept, "alerts": [json_dict(a) for a in alerts]})
+
+
+async def gather(
+    rt: Runtime, budget: AIBudget, services: list[InferenceService], at: datetime
+) -> BudgetInputs:
+    """The selected services' prices and the costs of the interval this evaluation accounts."""
     spec = budget.spec
-    at = aligned(now - SETTLE, parse_duration(spec.evaluation_interval))
-    previous = budget.status
-    if (
-        previous.last_evaluated is not None
-        and previous.last_evaluated >= at
-        and previous.observed_generation == generation
-    ):
-        # Not due for an evaluation; an alert may still be due for a retry or a resend.
-        alerts = await deliver_alerts(body, budget, previous.alerts, now)
-        if alerts != previous.alerts:
-            kept = {k: v for k, v in old_status.items() if k != "kopf"}  # kopf's own, not ours
-            write_status(patch, old_status, {**kept, "alerts": [json_dict(a) for a in alerts]})
-        return
-    started = time.monotonic()
-    services = selected_services(budget, inferenceservices_by_key)
-    conditions = StatusConditions(previous.conditions, generation, now)
-
+    pricing = {s.metadata.name: billed_pricing(s.spec) for s in services}
     if rt.prometheus is None:
-        costs: dict[str, ServiceCost | Unavailable] = {
-            s.metadata.name: Unavailable("QueryError", "no Prometheus configured") for s in services
-        }
-        extra: dict[str, Decimal | Unavailable] = {}
-        burn = None
-        frm = to = at
-    else:
-        frm, to = query_interval(spec, previous, at)
-        if spec.period.type != "Rolling":  # a rolling window is re-counted whole, never in steps
-            to = min(to, frm + MAX_CATCH_UP)
-        # whole milliseconds, not seconds: truncating a fractional interval (7.5s) to 7s would
-        # leave a slice of every interval uncounted
-        milliseconds = round((to - frm).total_seconds() * 1000)
-        if milliseconds > 0:
-            window = f"{milliseconds}ms"
-            costs = await service_costs(rt, spec, services, window, to)
-            extra = await extra_costs(rt, spec, window, to)
-        else:
-            costs, extra = {}, {}
-        burn = await burn_rate(rt, spec, services, to)
-    # as of `to`: while catching up, the checkpoint moves to the end of the step just counted
-    evaluation = evaluate_budget(spec, previous, costs, extra, to, burn)
+        unknown = Unavailable("QueryError", "no Prometheus configured")
+        return BudgetInputs(pricing, dict.fromkeys(pricing, unknown), {}, None, at)
+    window = spend_window(spec, budget.status, at)
+    costs: dict[str, ServiceCost | Unavailable] = {}
+    extra: dict[str, Decimal | Unavailable] = {}
+    if window.window is not None:
+        costs = await service_costs(rt, spec, services, window.window, window.to)
+        extra = await extra_costs(rt, spec, window.window, window.to)
+    burn = await burn_rate(rt, spec, services, window.to)
+    return BudgetInputs(pricing, costs, extra, burn, window.to)
 
-    status = updated_status(previous, evaluation, spec, generation)
-    status.observed_generation = generation
-    dry = spec.enforcement == "DryRun"
+
+def record_metrics(budget: AIBudget, evaluation: BudgetEvaluation) -> None:
+    namespace, name, spec = budget.metadata.namespace, budget.metadata.name, budget.spec
     for threshold in evaluation.new_notifications:
-        verb = "would" if dry else "will"
-        action_text = {
-            "Notify": "notify",
-            "Degrade": f"{verb} degrade its services",
-            "Suspend": f"{verb} suspend its services",
-        }[threshold.action]
-        kopf.event(
-            body,
-            type="Normal" if threshold.action == "Notify" else "Warning",
-            reason=f"Threshold{threshold.action}",
-            message=(
-                f"spent {display_money(evaluation.spent, spec.currency)} {spec.currency} of {spec.limit} "
-                f"({evaluation.percent_used}%): reached {threshold.percent}%, {action_text}"
-            ),
-        )
         metrics.BUDGET_NOTIFICATIONS.labels(namespace, name, threshold.action).inc()
-    status.alerts = await deliver_alerts(
-        body, budget, plan_alerts(previous.alerts, spec, evaluation, now), now
-    )
-
-    # the same values updated_status wrote: set again so that a change posts an event
-    conditions.set(
-        "MetricsAvailable",
-        "True" if evaluation.metrics_available else "False",
-        evaluation.metrics_reason,
-        evaluation.metrics_message or "All spend queries answered.",
-    )
-    conditions.set(
-        "ThresholdReached",
-        "True" if evaluation.active_action else "False",
-        evaluation.reason,
-        evaluation.message,
-    )
-    conditions.set(
-        "Degraded",
-        "True" if evaluation.state == "Degraded" else "False",
-        "BudgetDegraded" if evaluation.state == "Degraded" else "NotDegraded",
-        evaluation.message,
-    )
-    conditions.set(
-        "Exceeded",
-        "True" if evaluation.state == "Exceeded" else "False",
-        "BudgetExceeded" if evaluation.state == "Exceeded" else "WithinLimit",
-        evaluation.message,
-    )
-    inputs: list[ConditionUpdate] = [
-        pricing_condition({s.metadata.name: billed_pricing(s.spec) for s in services}),
-        ready_condition(spec, namespace, [s.metadata.name for s in services], evaluation),
-    ]
-    for condition in inputs:
-        conditions.set(condition.type, condition.status, condition.reason, condition.message)
-    conditions.post_changes(body, WARN_WHEN)
-    status.conditions = conditions.conditions
-
     metrics.BUDGET_SPENT.labels(namespace, name, spec.currency).set(float(evaluation.spent))
     metrics.BUDGET_LIMIT.labels(namespace, name, spec.currency).set(float(spec.limit))
     metrics.BUDGET_UTILISATION.labels(namespace, name).set(evaluation.percent_used / 100)
     forecast = None if evaluation.forecast is None else float(evaluation.forecast)
     metrics.set_or_clear(metrics.BUDGET_FORECAST, (namespace, name, spec.currency), forecast)
-    metrics.EVALUATION_SECONDS.labels("AIBudget").observe(time.monotonic() - started)
-    new = json_dict(status)
-    write_status(patch, old_status, new)
+
+
+@kopf.timer("aipolicy.dev", "v1alpha1", "aibudgets", interval=TICK, initial_delay=1.5)  # type: ignore[arg-type]
+async def evaluate_aibudget(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    inferenceservices_by_key: kopf.Index[Key, dict[str, Any]],
+    **_: Any,
+) -> None:
+    step = begin(AIBudget, body, patch, WARN_WHEN)
+    if step is None:
+        return
+    budget = step.model
+    due = budget_due(budget, step.generation, step.now)
+    if not due.due:
+        await _retry_alerts(step)
+        return
+    services = selected_services(budget, inferenceservices_by_key)
+    inputs = await gather(memo["runtime"], budget, services, due.at)
+    result = budget_outcome(budget, inputs, generation=step.generation, now=step.now)
+    status = result.outcome.status
+    status.alerts, delivery_events = await deliver_alerts(budget, status.alerts, step.now)
+    record_metrics(budget, result.evaluation)
+    finish(step, result.outcome, WARN_WHEN, events=delivery_events)

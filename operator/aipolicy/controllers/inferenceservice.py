@@ -26,7 +26,6 @@ from kubernetes.client.exceptions import ApiException
 
 from aipolicy.api import conditions as kinds
 from aipolicy.api.common import ConditionStatus, json_dict, parse_duration
-from aipolicy.api.conditions import ConditionUpdate, Event
 from aipolicy.api.fallbackpolicy import FallbackStep
 from aipolicy.api.inferenceservice import (
     ColdStart,
@@ -61,6 +60,7 @@ from aipolicy.policy.mode import (
     serving_backend,
 )
 from aipolicy.policy.observations import Reading, Unavailable, Value
+from aipolicy.policy.outcome import ConditionUpdate, Event
 from aipolicy.policy.scaling import (
     ScalingDecision,
     ScalingMemory,

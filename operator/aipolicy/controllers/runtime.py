@@ -17,8 +17,6 @@ class Runtime:
     prometheus: QueryCache | None
     kube: Kube
     metric_names: MetricNames = field(default_factory=MetricNames)
-    #: When an object was last evaluated, in memory: a restart only evaluates sooner.
-    last_run: dict[tuple[str, str, str], float] = field(default_factory=dict)
     #: The image of the per-namespace gateway Deployments (the operator's own image by default).
     gateway_image: str = field(
         default_factory=lambda: os.environ.get("AIPOLICY_GATEWAY_IMAGE", "ghcr.io/aipolicy/aipolicy:0.1.0")
@@ -36,14 +34,3 @@ class Runtime:
         """How often every object's timer wakes up; each kind's evaluationInterval gates the
         real work. Read once, at import, because kopf fixes timer intervals at registration."""
         return float(os.environ.get("AIPOLICY_TICK_SECONDS", "2"))
-
-    def due(self, kind: str, namespace: str, name: str, interval: float, now: float) -> bool:
-        key = (kind, namespace, name)
-        last = self.last_run.get(key)
-        if last is not None and now - last < interval:
-            return False
-        self.last_run[key] = now
-        return True
-
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        self.last_run.pop((kind, namespace, name), None)

@@ -53,9 +53,27 @@ from aipolicy.api.aibudget import (
     Spender,
     Threshold,
 )
-from aipolicy.api.common import ConditionStatus, LabelSelector, find_condition, money, set_condition
+from aipolicy.api.common import LabelSelector, find_condition, money, set_condition
+from aipolicy.api.conditions import (
+    ALL_SERVICES_PRICED,
+    AWAITING_METRICS,
+    BUDGET_EVALUATED,
+    BUDGET_METRICS_AVAILABLE,
+    DRY_RUN,
+    LIMIT_REACHED,
+    METRICS_AVAILABLE,
+    NO_DATA,
+    NO_SERVICES_SELECTED,
+    PRICING_COMPLETE,
+    READY,
+    WITHIN_BUDGET,
+    ZERO_PRICE,
+    metrics_unavailable_reason,
+    threshold_reached_reason,
+)
 from aipolicy.api.inferenceservice import Pricing
 from aipolicy.policy.observations import Unavailable, UnavailableReason
+from aipolicy.policy.outcome import ConditionUpdate
 from aipolicy.policy.periods import PeriodWindow, current_period, ensure_utc, rolling_window
 from aipolicy.policy.spend import (
     MONEY_CONTEXT,
@@ -77,16 +95,15 @@ __all__ = [
     "describe_selector",
     "evaluate_budget",
     "forecast_spend",
+    "metrics_condition",
     "pricing_condition",
     "query_interval",
     "ready_condition",
     "updated_status",
 ]
 
-METRICS_AVAILABLE = "MetricsAvailable"
-"""The condition :func:`updated_status` sets; the next evaluation reads it back (see _memory)."""
-READY = "Ready"
-PRICING_COMPLETE = "PricingComplete"
+# METRICS_AVAILABLE is the condition :func:`updated_status` sets; the next evaluation reads it
+# back (see _memory).
 # Conditions name the services they are about; past this many, the rest are counted.
 _NAMED_AT_MOST = 10
 
@@ -344,11 +361,12 @@ def _decide(
 
     action = _ACTION_AT[level]
     if rank == 0:
-        reason = "WithinBudget"
+        reason = WITHIN_BUDGET
     elif level < _EXCEEDED and over_limit:
-        reason = "LimitReached"
+        reason = LIMIT_REACHED
     else:
-        reason = f"{'Forecast' if level > spend_level else ''}{action}ThresholdReached"
+        assert action is not None  # rank > 0 without the limit rule means a threshold is in force
+        reason = threshold_reached_reason(action, on_forecast=level > spend_level)
     detail = ""
     if action is not None:
         top = [t for t in held if _LEVEL[t.action] == level]
@@ -446,7 +464,7 @@ def _evaluate(
         new_notifications=decision.new,
         notified_percents=decision.notified,
         metrics_available=True,
-        metrics_reason="Available",
+        metrics_reason=BUDGET_METRICS_AVAILABLE,
         reason=decision.reason,
         message=_summary(spec, spent, percent, forecast) + decision.detail + ".",
         metrics_message="",
@@ -510,11 +528,26 @@ def _without_metrics(
         notified_percents=tuple(sorted(memory.notified)),
         metrics_available=False,
         metrics_reason=metrics_reason,
-        reason="AwaitingMetrics" if state == "Unknown" else f"MetricsUnavailable{policy}",
+        reason=AWAITING_METRICS if state == "Unknown" else metrics_unavailable_reason(policy),
         message=f"{_summary(spec, spent, percent, forecast)} as last known; metrics unavailable, "
         f"{doing}: {metrics_message}.",
         metrics_message=metrics_message,
         evaluated_at=now,
+    )
+
+
+def metrics_condition(evaluation: BudgetEvaluation) -> ConditionUpdate:
+    """MetricsAvailable: True when every spend query answered, else False with the most
+    actionable missing reading's reason (QueryError, Stale, NoData...) naming what is missing.
+
+    Decided here only: :func:`updated_status` stores it (the next evaluation reads it back, see
+    _memory) and the controller sets it, which posts the event when it changes.
+    """
+    return ConditionUpdate(
+        METRICS_AVAILABLE,
+        "True" if evaluation.metrics_available else "False",
+        evaluation.metrics_reason,
+        evaluation.metrics_message or "All spend queries answered.",
     )
 
 
@@ -530,12 +563,13 @@ def updated_status(
     """
     ranked = sorted(evaluation.breakdown.items(), key=lambda item: (-item[1], item[0]))
     breakdown = [Spender(name=name, spent=format_money(amount)) for name, amount in ranked]
+    metrics = metrics_condition(evaluation)
     conditions = set_condition(
         list(previous.conditions),
-        METRICS_AVAILABLE,
-        "True" if evaluation.metrics_available else "False",
-        evaluation.metrics_reason,
-        evaluation.metrics_message or "All spend queries answered.",
+        metrics.type,
+        metrics.status,
+        metrics.reason,
+        metrics.message,
         generation,
         evaluation.evaluated_at,
     )
@@ -566,17 +600,6 @@ def updated_status(
 
 
 # ---- conditions about the budget's inputs ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConditionUpdate:
-    """A condition for the controller to set (it posts an event when status or reason changes)."""
-
-    type: str
-    status: ConditionStatus
-    reason: str
-    """CamelCase, also the event's reason."""
-    message: str
 
 
 def describe_selector(selector: LabelSelector) -> str:
@@ -624,22 +647,22 @@ def ready_condition(
     NoData while nothing of this period is known yet.
     """
     if not selected and (describe_selector(spec.selector) or not spec.cost_sources):
-        return ConditionUpdate(READY, "False", "NoServicesSelected", _no_services_selected(spec, namespace))
+        return ConditionUpdate(READY, "False", NO_SERVICES_SELECTED, _no_services_selected(spec, namespace))
     if spec.enforcement == "DryRun":
         return ConditionUpdate(
-            READY, "True", "DryRun", "DryRun: states and actions are reported, services are not touched"
+            READY, "True", DRY_RUN, "DryRun: states and actions are reported, services are not touched"
         )
     if evaluation.state == "Unknown":
-        return ConditionUpdate(READY, "False", "NoData", evaluation.message)
+        return ConditionUpdate(READY, "False", NO_DATA, evaluation.message)
     if not selected:
         return ConditionUpdate(
             READY,
             "True",
-            "Evaluated",
+            BUDGET_EVALUATED,
             f"no InferenceService in namespace {namespace}; spend comes from the "
             f"{len(spec.cost_sources)} cost source(s)",
         )
-    return ConditionUpdate(READY, "True", "Evaluated", f"{len(selected)} service(s) selected")
+    return ConditionUpdate(READY, "True", BUDGET_EVALUATED, f"{len(selected)} service(s) selected")
 
 
 def _named(names: Sequence[str]) -> str:
@@ -656,13 +679,13 @@ def pricing_condition(pricing: Mapping[str, Pricing]) -> ConditionUpdate:
     if not unpriced:
         message = f"All {len(pricing)} selected service(s) have a price."
         return ConditionUpdate(
-            PRICING_COMPLETE, "True", "AllServicesPriced", message if pricing else "No service selected."
+            PRICING_COMPLETE, "True", ALL_SERVICES_PRICED, message if pricing else "No service selected."
         )
     one = len(unpriced) == 1
     return ConditionUpdate(
         PRICING_COMPLETE,
         "False",
-        "ZeroPrice",
+        ZERO_PRICE,
         f"{_named(unpriced)} {'has' if one else 'have'} no price above zero in spec.pricing, so "
         f"{'its' if one else 'their'} usage counts as 0 in this budget. Set spec.pricing "
         "(gpuHour, inputPerMillionTokens, outputPerMillionTokens) on "

@@ -1,7 +1,8 @@
 """Budget alerts: which to send to spec.notification.webhookUrl, in which form, and when.
 
-Pure: the controller calls :func:`plan_alerts` after each evaluation, POSTs what
-:func:`due_alerts` returns, records each outcome with :func:`after_attempt`, and writes the
+Pure: the controller calls :func:`plan_alerts` after each evaluation, POSTs the
+:func:`delivery_batches` (of what :func:`due_alerts` returns), records the outcomes with
+:func:`record_deliveries` (:func:`after_attempt` per alert, and the events), and writes the
 alerts to status. What is pending lives there, so an operator that restarts sends what the
 last one had not delivered, and nothing twice except a POST whose status write it never made
 (at least once: Alertmanager merges a repeated alert by its labels).
@@ -24,13 +25,16 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from aipolicy.api.aibudget import AIBudgetSpec, AlertDelivery
+from aipolicy.api.conditions import NOTIFICATION_DELIVERED, NOTIFICATION_FAILED
 from aipolicy.policy.budget import BudgetEvaluation
+from aipolicy.policy.outcome import Event
 
 ALERT_NAME = "AIBudgetThreshold"
 RESEND_FIRING = timedelta(minutes=1)
@@ -125,6 +129,59 @@ def after_attempt(alert: AlertDelivery, now: datetime, error: str | None) -> Ale
             "last_error": error[:_ERROR_KEPT],
         }
     )
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One POST: the alerts it carries (by threshold percent) and its JSON body."""
+
+    percents: tuple[int, ...]
+    payload: Any
+
+
+def delivery_batches(
+    namespace: str, budget: str, url: str, alerts: Sequence[AlertDelivery], now: datetime
+) -> list[Batch]:
+    """The POSTs due now: an Alertmanager gets every due alert in one array, another webhook
+    one payload per alert."""
+    alertmanager = is_alertmanager(url)
+    due = due_alerts(alerts, now, alertmanager=alertmanager)
+    if alertmanager:
+        return (
+            [Batch(tuple(a.percent for a in due), alertmanager_alerts(namespace, budget, due))] if due else []
+        )
+    return [Batch((a.percent,), webhook_payload(namespace, budget, a)) for a in due]
+
+
+def record_deliveries(
+    url: str, alerts: Sequence[AlertDelivery], errors: Mapping[int, str | None], now: datetime
+) -> tuple[list[AlertDelivery], list[Event]]:
+    """The alerts after the POSTs whose outcome `errors` gives by percent (None: delivered), and
+    the events: one when an alert's first POST fails and one when it gets through after
+    failing, never one per retry."""
+    updated: list[AlertDelivery] = []
+    events: list[Event] = []
+    for alert in alerts:
+        if alert.percent not in errors:
+            updated.append(alert)
+            continue
+        error = errors[alert.percent]
+        after = after_attempt(alert, now, error)
+        what = f"{alert.state.lower()} alert of the {alert.percent}% threshold"
+        if error is not None and (alert.attempts == 0 or alert.delivered):  # the first failure in a row
+            events.append(
+                Event("Warning", NOTIFICATION_FAILED, f"POST {url} ({what}): {error}; retrying with backoff")
+            )
+        elif error is None and alert.attempts > 0 and not alert.delivered:
+            events.append(
+                Event(
+                    "Normal",
+                    NOTIFICATION_DELIVERED,
+                    f"POST {url} ({what}) delivered after {after.attempts} attempts",
+                )
+            )
+        updated.append(after)
+    return updated, events
 
 
 def _time(value: datetime) -> str:

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aipolicy.api import conditions as kinds
-from aipolicy.api.conditions import ConditionUpdate, Event
 from aipolicy.api.inferenceservice import Scaling
 from aipolicy.observe.pods import PodCounts, missing_reference
 from aipolicy.observe.unschedulable import UNSCHEDULABLE
 from aipolicy.policy.mode import ModeDecision
 from aipolicy.policy.observations import Reading, Unavailable
+from aipolicy.policy.outcome import ConditionUpdate, Event
 from aipolicy.policy.scaling import ScalingDecision
 from aipolicy.policy.secrets import SecretsVerdict
 
