@@ -35,9 +35,9 @@ from aipolicy.api.inferenceservice import (
     Scaling,
     ScalingDecisionRecord,
 )
-from aipolicy.api.reading import InvalidSpec, read
-from aipolicy.controllers import economics, metrics, slo
-from aipolicy.controllers.events import StatusConditions, report_invalid_spec, status_differs, write_status
+from aipolicy.api.reading import read
+from aipolicy.controllers import economics, evaluation, metrics, slo
+from aipolicy.controllers.events import StatusConditions, status_differs, write_status
 from aipolicy.controllers.indexes import Key, observed_gateway
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.gateway import manifests as gateway_manifests
@@ -50,6 +50,7 @@ from aipolicy.policy import service_conditions as decide
 from aipolicy.policy.coldstart import ColdStartSample, lead_time, measure_cold_starts
 from aipolicy.policy.conflicts import governing_policy
 from aipolicy.policy.cycles import aligned
+from aipolicy.policy.due import when_due
 from aipolicy.policy.frontdoor import api_backed, l7_reason
 from aipolicy.policy.mode import (
     ModeDecision,
@@ -208,16 +209,13 @@ async def _reconcile(
     if memo.get(QUIET_INPUTS) == inputs and now < memo.get(NEXT_EVALUATION, now):
         return  # the same inputs as a pass that found nothing to do, and no evaluation due
     memo.pop(QUIET_INPUTS, None)
-    started = time.monotonic()
-    old_status = dict(body.get("status") or {})
-    isvc = read(InferenceService, body)
-    if isinstance(isvc, InvalidSpec):
-        report_invalid_spec(body, patch, old_status, isvc.message, WARN_WHEN, now)
-        return
-    new, wrote = await _evaluate(_gather(rt, memo, body, logger, isvc, related, now))
-    metrics.EVALUATION_SECONDS.labels("InferenceService").observe(time.monotonic() - started)
-    if status_differs(old_status, new):
-        write_status(patch, old_status, new)
+    step = evaluation.begin(InferenceService, body, patch, WARN_WHEN, now=now)
+    if step is None:
+        return  # reported as InvalidSpec
+    new, wrote = await _evaluate(_gather(rt, memo, body, logger, step.model, related, now))
+    metrics.EVALUATION_SECONDS.labels("InferenceService").observe(time.monotonic() - step.started)
+    if status_differs(step.old_status, new):
+        write_status(patch, step.old_status, new)
     elif not wrote:
         # Only a pass that wrote nothing marks its inputs quiet: after a write, the next tick
         # runs in full and sees it landed (a status patch that failed is retried, not skipped).
@@ -473,13 +471,17 @@ def _evaluation_due(memo: kopf.Memo, scaling: Scaling, now: datetime) -> datetim
     shares one answer per query (policy/cycles.py). The instant evaluated lives in the
     object's own memo; a restart only evaluates once more, from the memory in status.
     """
-    interval = parse_duration(scaling.evaluation_interval)
-    at = aligned(now, interval)
-    memo[NEXT_EVALUATION] = at + interval
-    if memo.get(EVALUATED_AT) == at:
+    due = when_due(
+        interval=parse_duration(scaling.evaluation_interval),
+        aligned_to_clock=True,
+        last=memo.get(EVALUATED_AT),
+        now=now,
+    )
+    memo[NEXT_EVALUATION] = due.next
+    if not due.due:
         return None
-    memo[EVALUATED_AT] = at
-    return at
+    memo[EVALUATED_AT] = due.at
+    return due.at
 
 
 async def _decide_replicas(p: Pass, current: int, lead_seconds: int | None, at: datetime) -> ScalingDecision:
