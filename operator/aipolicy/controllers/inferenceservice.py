@@ -581,20 +581,7 @@ async def _reconcile_gateway(
     need = namespace_gateway.gateway_need(_with_chains(namespace, services, policies_by_target))
     try:
         if need.owners:
-            wanted = namespace_gateway.gateway_objects(namespace, rt.gateway_image, need)
-            repair = namespace_gateway.to_repair(wanted, observed, rt.gateway_generation.get(namespace))
-            for manifest in repair:
-                stored = await rt.kube.apply(manifest)
-                if manifest["kind"] == "Deployment":
-                    rt.gateway_generation[namespace] = int(stored["metadata"]["generation"])
-            if repair:
-                kinds = ", ".join(m["kind"] for m in repair)
-                logger.info(
-                    "gateway of %s applied (%s) for %s",
-                    namespace,
-                    kinds,
-                    ", ".join(n for n, _ in need.owners),
-                )
+            await _repair_gateway(rt, namespace, need, observed, logger)
         else:
             rt.gateway_generation.pop(namespace, None)
             for kind in reversed(namespace_gateway.KINDS):
@@ -603,6 +590,26 @@ async def _reconcile_gateway(
     except ApiException as error:
         # retried next tick; the services' own children must not wait on it
         logger.warning("gateway of %s not reconciled: %s %s", namespace, error.status, error.reason)
+
+
+async def _repair_gateway(
+    rt: Runtime,
+    namespace: str,
+    need: namespace_gateway.GatewayNeed,
+    observed: Mapping[str, namespace_gateway.Observed],
+    logger: kopf.Logger,
+) -> None:
+    """Apply the gateway's objects that are missing or drifted from what `need` asks."""
+    wanted = namespace_gateway.gateway_objects(namespace, rt.gateway_image, need)
+    repair = namespace_gateway.to_repair(wanted, observed, rt.gateway_generation.get(namespace))
+    for manifest in repair:
+        stored = await rt.kube.apply(manifest)
+        if manifest["kind"] == "Deployment":
+            rt.gateway_generation[namespace] = int(stored["metadata"]["generation"])
+    if repair:
+        kinds = ", ".join(m["kind"] for m in repair)
+        owners = ", ".join(n for n, _ in need.owners)
+        logger.info("gateway of %s applied (%s) for %s", namespace, kinds, owners)
 
 
 def _with_chains(
