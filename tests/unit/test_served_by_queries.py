@@ -18,6 +18,7 @@ import yaml
 from aipolicy.observe.presets import (
     PRESETS,
     error_rate,
+    fallback_provider_spend,
     service_latency_quantile,
     token_growth,
     token_increase,
@@ -28,6 +29,7 @@ NAMES = PRESETS["vllm"]
 TOKENS = "aipolicy_gateway_completion_tokens_total"
 TTFT = "aipolicy_gateway_time_to_first_token_seconds_bucket"
 ANSWERS = "aipolicy_gateway_requests_total"
+SPEND = "aipolicy_gateway_spend_total"
 SERIES: list[dict[str, str]] = [
     # a self-hosted service, also reached through the gateway: its pods' count is the one
     {"series": 'vllm:generation_tokens_total{namespace="ns",service="llama",pod="p"}', "values": "0+100x10"},
@@ -54,6 +56,19 @@ SERIES: list[dict[str, str]] = [
     {
         "series": f'{ANSWERS}{{namespace="ns",service="llama2",backend="service/gpt",code="502"}}',
         "values": "0+2x10",
+    },
+    # money at provider chain steps for llama2's clients, in two currencies, and at a service step
+    {
+        "series": f'{SPEND}{{namespace="ns",service="llama2",backend="provider/openai.com",currency="USD"}}',
+        "values": "0+0.1x10",
+    },
+    {
+        "series": f'{SPEND}{{namespace="ns",service="llama2",backend="provider/mistral.ai",currency="EUR"}}',
+        "values": "0+1x10",
+    },
+    {
+        "series": f'{SPEND}{{namespace="ns",service="llama2",backend="service/gpt",currency="USD"}}',
+        "values": "0+5x10",
     },
     # TTFT: the model server's buckets for llama, the gateway's for llama and gpt (other bounds)
     {
@@ -146,3 +161,15 @@ def test_latency_is_the_model_servers_else_the_gateways_for_the_service(tmp_path
 def test_errors_count_for_the_service_that_served_them_whoever_the_client_named(tmp_path: Path) -> None:
     # gpt served 20 requests a minute, its own and llama2's, and 2 of them failed
     _evaluate(tmp_path, [(f"round({error_rate(NAMES, '5m')}, 0.001)", [_sample("gpt", 0.1)])])
+
+
+def test_money_at_fallback_providers_counts_for_the_service_whose_clients_it_served(tmp_path: Path) -> None:
+    # in the budget's currency only; a service step's tokens are that service's (priced there)
+    expected = [_sample("llama2", 0.5)]
+    _evaluate(
+        tmp_path,
+        [
+            (f"round({fallback_provider_spend(NAMES, 'USD', '5m')}, 0.001)", expected),
+            (f"round({fallback_provider_spend(NAMES, 'USD', '5m', '2m')}, 0.001)", expected),
+        ],
+    )

@@ -383,3 +383,20 @@ def test_interval_refuses_naive_times() -> None:
         interval_to_account(None, MARCH, datetime(2026, 3, 2))
     with pytest.raises(ValueError, match="naive"):
         interval_to_account(datetime(2026, 3, 2), MARCH, utc("2026-03-03T00:00"))
+
+
+def test_money_spent_at_fallback_providers_adds_to_the_service_it_served() -> None:
+    """A self-hosted service pays its GPU-hours, plus what the gateway spent at a provider
+    chain step for its clients while it was in fallback (already money, in the budget's
+    currency)."""
+    usage = ServiceUsage("llama", Value(1e6), Value(1e6), Value(2.0), fallback_spend=Value(0.75))
+    cost = service_cost(Pricing(gpu_hour="3.00"), usage)
+    assert cost == ServiceCost("llama", Decimal(0), Decimal(0), Decimal(6), Decimal("6.75"), Decimal("0.75"))
+
+
+def test_a_fallback_spend_that_cannot_be_read_makes_the_cost_unavailable() -> None:
+    usage = ServiceUsage(
+        "llama", Value(0), Value(0), Value(1.0), fallback_spend=Unavailable("QueryError", "down")
+    )
+    cost = service_cost(Pricing(gpu_hour="3.00"), usage)
+    assert isinstance(cost, Unavailable) and cost.reason == "QueryError"

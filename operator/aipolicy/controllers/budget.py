@@ -89,7 +89,7 @@ def selected_services(
     return found
 
 
-Usage = tuple[GroupedResult, GroupedResult, dict[str, GroupedResult]]
+Usage = tuple[GroupedResult, GroupedResult, dict[str, GroupedResult], GroupedResult]
 """Input tokens, output tokens, and GPU-hours by GPU resource name, by (namespace, service)."""
 
 
@@ -99,11 +99,12 @@ def _gpu_resource(isvc: InferenceService) -> str | None:
 
 
 async def _usage(
-    rt: Runtime, window: str, at: datetime, gpu_resources: set[str], *, accounting: bool
+    rt: Runtime, window: str, at: datetime, gpu_resources: set[str], currency: str, *, accounting: bool
 ) -> Usage:
-    """Usage over (at - window, at]: for accounting, counter growth that adds up exactly from
-    one evaluation to the next and bridges scrape gaps; for a rate, plain increase(). GPU-hours
-    take one query per GPU resource in use (nvidia.com/gpu, amd.com/gpu...)."""
+    """Usage over (at - window, at], and the money spent at fallback providers in `currency`
+    (the budget's) for each service's clients: for accounting, counter growth that adds up
+    exactly from one evaluation to the next and bridges scrape gaps; for a rate, plain
+    increase(). GPU-hours take one query per GPU resource in use (nvidia.com/gpu, amd.com/gpu...)."""
     assert rt.prometheus is not None
     names = rt.metric_names
 
@@ -116,10 +117,12 @@ async def _usage(
         resource: await rt.prometheus.grouped(presets.gpu_hours(window, resource_name=resource), at)
         for resource in sorted(gpu_resources)
     }
+    lookback = GAP_LOOKBACK if accounting else None
     return (
         await rt.prometheus.grouped(tokens("input"), at),
         await rt.prometheus.grouped(tokens("output"), at),
         gpus,
+        await rt.prometheus.grouped(presets.fallback_provider_spend(names, currency, window, lookback), at),
     )
 
 
@@ -134,7 +137,9 @@ async def service_costs(
 ) -> dict[str, ServiceCost | Unavailable]:
     """Each service's cost over (at - window, at], from batched queries."""
     resources = {r for r in map(_gpu_resource, services) if r is not None}
-    inputs, outputs, gpus = await _usage(rt, window, at, resources, accounting=accounting)
+    inputs, outputs, gpus, fallback = await _usage(
+        rt, window, at, resources, spec.currency, accounting=accounting
+    )
     costs: dict[str, ServiceCost | Unavailable] = {}
     for isvc in services:
         key = (isvc.metadata.namespace, isvc.metadata.name)
@@ -153,6 +158,7 @@ async def service_costs(
             output_tokens=outputs.reading_or_zero_when_answered(key),
             # an API-backed service holds no GPUs (and is not billed for any)
             gpu_hours=Value(0.0) if resource is None else gpus[resource].reading_or_zero_when_answered(key),
+            fallback_spend=fallback.reading_or_zero_when_answered(key),
         )
         costs[isvc.metadata.name] = service_cost(billed_pricing(isvc.spec), usage)
     return costs

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from aipolicy.api.common import parse_duration
 from aipolicy.api.inferenceservice import ScalingMetric
-from aipolicy.policy.backends import SERVICE_LABEL_REGEX, SERVICE_PREFIX
+from aipolicy.policy.backends import PROVIDER_PREFIX, SERVICE_LABEL_REGEX, SERVICE_PREFIX
 
 BY = "namespace, service"
 
@@ -55,6 +55,8 @@ class MetricNames:
     gateway_completion_tokens: str = "aipolicy_gateway_completion_tokens_total"
     gateway_ttft: str = "aipolicy_gateway_time_to_first_token_seconds"
     gateway_e2e_latency: str = "aipolicy_gateway_request_duration_seconds"
+    #: money at the serving backend's token prices, labelled currency too
+    gateway_spend: str = "aipolicy_gateway_spend_total"
 
 
 # The names each server exports, as its own documentation and source give them:
@@ -293,6 +295,19 @@ def token_growth(names: MetricNames, which: str, window: str, lookback: str) -> 
             counter_growth(litellm, window, lookback),
         )
     )
+
+
+def fallback_provider_spend(
+    names: MetricNames, currency: str, window: str, lookback: str | None = None
+) -> str:
+    """Money the aipolicy gateway spent at providers that are fallback chain steps, per service
+    whose clients they served, in `currency` (the gateway prices each request at the step's
+    prices and labels it with their currency). With `lookback`, exact across windows for
+    accounting (:func:`counter_growth`); else increase()."""
+    selector = f'{names.gateway_spend}{{backend=~"{PROVIDER_PREFIX}.+", currency="{currency}"}}'
+    if lookback is not None:
+        return counter_growth(selector, window, lookback)
+    return f"sum by ({BY}) (increase({selector}[{window}]))"
 
 
 def ksm_resource(resource_name: str) -> str:

@@ -20,14 +20,14 @@ lose every sub-cent interval.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 
 from aipolicy.api.aibudget import CostSource
 from aipolicy.api.common import money
 from aipolicy.api.inferenceservice import InferenceServiceSpec, Pricing
-from aipolicy.policy.observations import Reading, Unavailable, UnavailableReason
+from aipolicy.policy.observations import Reading, Unavailable, UnavailableReason, Value
 from aipolicy.policy.periods import PeriodWindow, ensure_utc
 
 __all__ = [
@@ -76,6 +76,9 @@ class ServiceUsage:
     input_tokens: Reading
     output_tokens: Reading
     gpu_hours: Reading
+    #: money spent at fallback chain steps that are providers, for this service's clients (the
+    #: gateway prices those requests at the step's prices), in the budget's currency
+    fallback_spend: Reading = field(default_factory=lambda: Value(0.0))
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class ServiceCost:
     output: Decimal
     gpu: Decimal
     total: Decimal
+    fallback: Decimal = Decimal(0)
+    """Part of ``total``: spent at fallback providers for this service's clients."""
 
 
 def quantize_money(amount: Decimal) -> Decimal:
@@ -177,8 +182,12 @@ def service_cost(pricing: Pricing, usage: ServiceUsage) -> ServiceCost | Unavail
     gpu = _priced(usage.gpu_hours, pricing.gpu_hour, Decimal(1), "GPU-hours")
     if isinstance(gpu, Unavailable):
         return gpu
+    # already money: priced at one unit per unit
+    fallback = _priced(usage.fallback_spend, "1", Decimal(1), "spend at fallback providers")
+    if isinstance(fallback, Unavailable):
+        return fallback
     with localcontext(MONEY_CONTEXT):
-        return ServiceCost(usage.service, input_, output, gpu, input_ + output + gpu)
+        return ServiceCost(usage.service, input_, output, gpu, input_ + output + gpu + fallback, fallback)
 
 
 def is_priced(pricing: Pricing) -> bool:
