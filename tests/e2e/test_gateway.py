@@ -639,6 +639,59 @@ def test_cold_start_bridge_answers_from_the_provider_at_once(
     assert gw.metric("aipolicy_frontdoor_requests_waiting", namespace=namespace, service="cold") == 0
 
 
+def test_a_budget_counts_what_the_gateway_spent_at_a_fallback_provider_for_its_service(
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    prometheus: Prometheus,
+    operator_process: OperatorFactory,
+    gateway: GatewayFactory,
+) -> None:
+    """Money spent at a provider chain step for a service's clients is that service's spend.
+
+    Its GPUs are free here, so everything its budget counts is what the gateway paid the
+    provider, at the step's prices, for requests the cold-start bridge sent there.
+    """
+    _provider(simulator, namespace, "api")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    cold = _selfhosted("cold", min_replicas=0, front_door={"queueTimeout": "1m"})
+    cold["spec"]["pricing"] = {"gpuHour": "0"}
+    cluster.apply(cold, namespace)
+    step = _provider_step(simulator, namespace)
+    step["provider"] |= {"inputPerMillionTokens": "150", "outputPerMillionTokens": "600"}
+    cluster.apply(_policy([step], target="cold", coldStartBridge=True), namespace)
+    budget = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "AIBudget",
+        "metadata": {"name": "team-budget"},
+        "spec": {
+            "limit": "1000",
+            "period": {"type": "Daily"},
+            "selector": {"matchLabels": {"team": "a"}},
+            "thresholds": [{"percent": 90, "action": "Notify"}],
+            "evaluationInterval": "2s",
+        },
+    }
+    cluster.apply(budget, namespace)
+    operator_process(namespace)
+    gw = gateway(namespace, [SECRET])
+    # the first answers come from the provider at once (later ones may find a pod up)
+    status, headers, body = gw.chat("example/cold", 50, timeout=20)
+    assert status == 200 and headers["x-aipolicy-backend"] == "provider/127.0.0.1", body
+    for _ in range(3):
+        assert gw.chat("example/cold", 50, timeout=20)[0] == 200
+    paid = gw.metric(
+        "aipolicy_gateway_spend_total", namespace=namespace, service="cold", backend="provider/127.0.0.1"
+    )
+    assert paid > 0.025  # at least one answer of 50 completion tokens at 600 per million
+
+    def counted() -> float | None:
+        spent = ((cluster.get("aibudget", "team-budget", namespace) or {}).get("status") or {}).get("spent")
+        return float(spent) if spent is not None and abs(float(spent) - paid) < 1e-5 else None
+
+    wait_until("the budget counting the provider's money", counted, timeout=120, interval=1)
+
+
 def test_overflow_sends_the_excess_of_a_burst_to_the_provider(
     cluster: Cluster, namespace: str, simulator: Simulator, gateway: GatewayFactory
 ) -> None:
