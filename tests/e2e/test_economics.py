@@ -12,34 +12,17 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.builders import steady_gpu_service
 from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
 from tests.e2e.conftest import OperatorFactory
 
-GROUP_VERSION = "aipolicy.dev/v1alpha1"
 GPU_HOUR, INPUT_PER_M, OUTPUT_PER_M = 2.00, 0.50, 1.50
-
-
-def _isvc(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "InferenceService",
-        "metadata": {"name": name},
-        "spec": {
-            "model": "meta-llama/Llama-3.1-8B-Instruct",
-            "serving": {
-                "image": "vllm/vllm-openai:v0.6.3",
-                "gpu": {"count": 1},
-                "podAnnotations": {"kwok.aipolicy.dev/ready-delay": "1s"},
-            },
-            # token prices on a self-hosted service are an API's, for the comparison only
-            "pricing": {
-                "gpuHour": f"{GPU_HOUR:.2f}",
-                "inputPerMillionTokens": f"{INPUT_PER_M:.2f}",
-                "outputPerMillionTokens": f"{OUTPUT_PER_M:.2f}",
-            },
-            "scaling": {"minReplicas": 1, "maxReplicas": 1, "evaluationInterval": "5s"},
-        },
-    }
+# token prices on a self-hosted service are an API's, for the comparison only
+PRICING = {
+    "gpuHour": f"{GPU_HOUR:.2f}",
+    "inputPerMillionTokens": f"{INPUT_PER_M:.2f}",
+    "outputPerMillionTokens": f"{OUTPUT_PER_M:.2f}",
+}
 
 
 def _economics(cluster: Cluster, namespace: str) -> dict[str, Any]:
@@ -79,7 +62,7 @@ def test_status_tells_what_a_request_costs_and_what_idle_gpus_cost(
     operator_process: OperatorFactory,
 ) -> None:
     operator_process(namespace)
-    cluster.apply(_isvc("chat"), namespace)
+    cluster.apply(steady_gpu_service("chat", pricing=PRICING), namespace)
     wait_until(
         "the pod Ready",
         lambda: ((cluster.get("inferenceservice", "chat", namespace) or {}).get("status") or {}).get(

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.builders import GROUP_VERSION, inference_service
 from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
 from tests.e2e.conftest import OperatorFactory
 
-GROUP_VERSION = "aipolicy.dev/v1alpha1"
 SERVICE_LABEL = "aipolicy.dev/service"
 A100 = "NVIDIA-A100-SXM4-40GB"
 L4 = "NVIDIA-L4"
@@ -59,21 +59,14 @@ def _isvc(
     labels: dict[str, str] | None = None,
     pricing: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "InferenceService",
-        "metadata": {"name": name, "labels": labels or {}},
-        "spec": {
-            "model": f"example/{name}",
-            "serving": {
-                "image": "vllm/vllm-openai:v0.6.3",
-                "gpu": {"count": 1, "product": product},
-                "resources": {"cpu": "1", "memory": "4Gi"},
-            },
-            "pricing": pricing or {"gpuHour": "2.50"},
-            "scaling": {"minReplicas": 1, "maxReplicas": 1},
-        },
-    }
+    return inference_service(
+        name,
+        model=f"example/{name}",
+        labels=labels or {},
+        serving={"gpu": {"count": 1, "product": product}, "resources": {"cpu": "1", "memory": "4Gi"}},
+        pricing=pricing or {"gpuHour": "2.50"},
+        scaling={"minReplicas": 1, "maxReplicas": 1},
+    )
 
 
 def _policy(

@@ -1,0 +1,57 @@
+"""Manifests the e2e tests apply, built in one place: each test file states only what its test
+is about (GPUs, pricing, scaling), not the InferenceService boilerplate around it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GROUP_VERSION = "aipolicy.dev/v1alpha1"
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+IMAGE = "vllm/vllm-openai:v0.6.3"
+
+
+def ready_after(delay: str) -> dict[str, str]:
+    """Pod annotations with which kwok makes a pod Ready this long after it starts: the model
+    server's cold start."""
+    return {"kwok.aipolicy.dev/ready-delay": delay}
+
+
+def inference_service(
+    name: str,
+    *,
+    serving: dict[str, Any],
+    scaling: dict[str, Any],
+    pricing: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    model: str = MODEL,
+) -> dict[str, Any]:
+    """An InferenceService of the vLLM image with the given serving (image aside), scaling and
+    pricing ($2.00 a GPU-hour unless given)."""
+    metadata: dict[str, Any] = {"name": name}
+    if labels is not None:
+        metadata["labels"] = labels
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "InferenceService",
+        "metadata": metadata,
+        "spec": {
+            "model": model,
+            "serving": {"image": IMAGE, **serving},
+            "pricing": pricing or {"gpuHour": "2.00"},
+            "scaling": scaling,
+        },
+    }
+
+
+def steady_gpu_service(
+    name: str, *, labels: dict[str, str] | None = None, pricing: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One replica of one GPU, Ready a second after it starts, evaluated every 5 s: the service
+    whose traffic the report, dashboard and economics tests read back."""
+    return inference_service(
+        name,
+        serving={"gpu": {"count": 1}, "podAnnotations": ready_after("1s")},
+        scaling={"minReplicas": 1, "maxReplicas": 1, "evaluationInterval": "5s"},
+        pricing=pricing,
+        labels=labels,
+    )
