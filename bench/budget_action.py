@@ -29,7 +29,6 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -37,11 +36,22 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
-from tests.e2e.cluster import REPO, Cluster, ManagedProcess, Simulator, wait_until
 
 from aipolicy.sim.model import ServiceId
 from aipolicy.sim.targets import service_target_groups, write_json_atomic
-from bench.harness import kubectl_path, required, start_operator, start_simulator
+from bench.harness import (
+    Cluster,
+    ManagedProcess,
+    Simulator,
+    bench_namespace,
+    command_line,
+    install_crds,
+    required,
+    sourced_cluster,
+    start_operator,
+    start_simulator,
+    wait_until,
+)
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 LIMIT = Decimal("0.60")
@@ -222,29 +232,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args(argv)
-    kubeconfig = Path(required("KUBECONFIG"))
-    prometheus_url = required("PROMETHEUS_URL")
+    cluster = sourced_cluster()
+    kubeconfig, prometheus_url = cluster.kubeconfig, required("PROMETHEUS_URL")
     targets = Path(required("PROMETHEUS_TARGETS_DIR"))
-    cluster = Cluster(kubeconfig, kubectl_path(), prometheus_url)
     config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    install_crds(cluster)
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-budget-action-"))
-    namespace = f"bench-budget-action-{uuid.uuid4().hex[:5]}"
-    cluster.kubectl("create", "namespace", namespace)
     processes: list[ManagedProcess] = []
     results: list[list[Crossing]] = []
-    try:
+    with bench_namespace(cluster, "budget-action", processes) as namespace:
         simulator = start_simulator(kubeconfig, str(targets), logs, processes)
         start_operator(namespace, prometheus_url, kubeconfig, logs, processes, tick_seconds=TICK_S)
         for index in range(args.repetitions):
             results.append(repetition(index, namespace, simulator, prometheus_url, cluster, targets))
             print(table(results, "(partial)"), file=sys.stderr, flush=True)
-    finally:
-        for managed in reversed(processes):
-            managed.stop()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    command = "python -m bench.budget_action " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(results, command.strip()))
+    print(table(results, command_line("bench.budget_action", argv).strip()))
     print(f"\noperator logs: {logs}")
     return 0
 

@@ -19,27 +19,28 @@ window before any trigger reads clear and the hold starts). Nothing asserts on t
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import shutil
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
-from tests.e2e.cluster import (
-    REPO,
+
+from bench.harness import (
     Cluster,
     ManagedProcess,
     Simulator,
-    free_port,
-    python_module,
+    bench_namespace,
+    install_crds,
+    required,
+    sourced_cluster,
+    start_operator,
+    start_simulator,
     wait_until,
 )
 
@@ -140,102 +141,70 @@ def _ready(cluster: Cluster, namespace: str, name: str) -> Callable[[], bool]:
     return ready
 
 
-def _kubectl() -> str:
-    found = os.path.join(os.environ.get("CLUSTER_BIN", ""), "kubectl")
-    if os.access(found, os.X_OK):
-        return found
-    return shutil.which("kubectl") or sys.exit("kubectl not found: source .cluster/env first")
-
-
-def _required(name: str) -> str:
-    return os.environ.get(name) or sys.exit(f"{name} is not set: source .cluster/env first")
-
-
 def run(repetitions: int, simulator_url: str | None, logs: Path) -> list[Repetition]:
-    kubeconfig = Path(_required("KUBECONFIG"))
-    prometheus_url = _required("PROMETHEUS_URL")
-    cluster = Cluster(kubeconfig, _kubectl(), prometheus_url)
+    cluster = sourced_cluster()
+    kubeconfig = cluster.kubeconfig
     config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in ("inferenceservices", "fallbackpolicies"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.aipolicy.dev", "--timeout=60s")
-    namespace = f"bench-fallback-{uuid.uuid4().hex[:5]}"
-    cluster.kubectl("create", "namespace", namespace)
+    install_crds(cluster, "inferenceservices", "fallbackpolicies")
     processes: list[ManagedProcess] = []
-    try:
-        if simulator_url is None:
-            port = free_port()
-            args = python_module(
-                "aipolicy.sim",
-                "serve",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--port",
-                str(port),
-                "--targets-dir",
-                _required("PROMETHEUS_TARGETS_DIR"),
-                "--tick",
-                "0.5",
+    with bench_namespace(cluster, "fallback", processes) as namespace:
+        try:
+            return _repetitions(cluster, namespace, repetitions, simulator_url, logs, processes)
+        finally:
+            # delete while the operator runs, so kopf releases its finalizers; the namespace's
+            # end then stops the processes by pid
+            cluster.kubectl(
+                "delete",
+                "fallbackpolicies,inferenceservices",
+                "--all",
+                "-n",
+                namespace,
+                "--timeout=60s",
+                check=False,
             )
-            process = ManagedProcess(args, dict(os.environ), logs / "simulator.log").start()
-            processes.append(process)
-            simulator = Simulator(f"http://127.0.0.1:{port}", process)
-            wait_until("the simulator", simulator.healthy, timeout=60)
-        else:  # someone else's: never started, so never stopped, here
-            simulator = Simulator(simulator_url, ManagedProcess([], {}, logs / "none.log"))
-        operator_args = python_module(
-            "aipolicy",
-            "run",
-            "--metrics-port",
-            "0",
-            "--namespace",
-            namespace,
-            "--prometheus-url",
-            prometheus_url,
-        )
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "AIPOLICY_TICK_SECONDS": "1"}
-        processes.append(ManagedProcess(operator_args, env, logs / "operator.log").start())
 
-        cluster.apply([_isvc(LARGE, "NVIDIA-A100-SXM4-40GB"), _isvc(SMALL, "NVIDIA-L4")], namespace)
-        for name in (LARGE, SMALL):
-            wait_until(f"{name} ready", _ready(cluster, namespace, name), timeout=120)
-        traffic = {"kind": "constant", "rate": 5, "duration": 3600, "promptTokens": 100, "outputTokens": 20}
-        simulator.traffic(namespace, LARGE, traffic)
-        cluster.apply(_policy(), namespace)
-        watcher = Watcher(namespace)
 
-        def watching() -> bool:
-            body = cluster.get("fallbackpolicy", POLICY, namespace) or {}
-            conditions = (body.get("status") or {}).get("conditions") or []
-            return any(c["type"] == "FallbackActive" and c["reason"] == "TriggersClear" for c in conditions)
+def _repetitions(
+    cluster: Cluster,
+    namespace: str,
+    repetitions: int,
+    simulator_url: str | None,
+    logs: Path,
+    processes: list[ManagedProcess],
+) -> list[Repetition]:
+    kubeconfig, prometheus_url = cluster.kubeconfig, required("PROMETHEUS_URL")
+    if simulator_url is None:
+        simulator = start_simulator(kubeconfig, required("PROMETHEUS_TARGETS_DIR"), logs, processes)
+    else:  # someone else's: never started, so never stopped, here
+        simulator = Simulator(simulator_url, ManagedProcess([], {}, logs / "none.log"))
+    start_operator(namespace, prometheus_url, kubeconfig, logs, processes, tick_seconds=1)
 
-        wait_until("the policy reading a clear error rate", watching, timeout=120)
-        results = []
-        for n in range(repetitions):
-            started = time.monotonic()
-            simulator.fault(namespace, LARGE, errorRate=1.0)
-            decided, switched = watcher.time_both(started, True, SMALL, timeout=120)
-            started = time.monotonic()
-            simulator.clear_fault(namespace, LARGE)
-            decided_back, switched_back = watcher.time_both(started, False, LARGE, timeout=120)
-            results.append(Repetition(decided, switched, decided_back, switched_back))
-            print(f"repetition {n + 1}: switch {switched:.1f}s, back {switched_back:.1f}s", file=sys.stderr)
-        simulator.stop_traffic(namespace, LARGE)
-        return results
-    finally:
-        # delete while the operator runs, so kopf releases its finalizers; then stop by pid
-        cluster.kubectl(
-            "delete",
-            "fallbackpolicies,inferenceservices",
-            "--all",
-            "-n",
-            namespace,
-            "--timeout=60s",
-            check=False,
-        )
-        for process in reversed(processes):
-            process.stop()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    cluster.apply([_isvc(LARGE, "NVIDIA-A100-SXM4-40GB"), _isvc(SMALL, "NVIDIA-L4")], namespace)
+    for name in (LARGE, SMALL):
+        wait_until(f"{name} ready", _ready(cluster, namespace, name), timeout=120)
+    traffic = {"kind": "constant", "rate": 5, "duration": 3600, "promptTokens": 100, "outputTokens": 20}
+    simulator.traffic(namespace, LARGE, traffic)
+    cluster.apply(_policy(), namespace)
+    watcher = Watcher(namespace)
+
+    def watching() -> bool:
+        body = cluster.get("fallbackpolicy", POLICY, namespace) or {}
+        conditions = (body.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "FallbackActive" and c["reason"] == "TriggersClear" for c in conditions)
+
+    wait_until("the policy reading a clear error rate", watching, timeout=120)
+    results = []
+    for n in range(repetitions):
+        started = time.monotonic()
+        simulator.fault(namespace, LARGE, errorRate=1.0)
+        decided, switched = watcher.time_both(started, True, SMALL, timeout=120)
+        started = time.monotonic()
+        simulator.clear_fault(namespace, LARGE)
+        decided_back, switched_back = watcher.time_both(started, False, LARGE, timeout=120)
+        results.append(Repetition(decided, switched, decided_back, switched_back))
+        print(f"repetition {n + 1}: switch {switched:.1f}s, back {switched_back:.1f}s", file=sys.stderr)
+    simulator.stop_traffic(namespace, LARGE)
+    return results
 
 
 def table(results: list[Repetition], command: str) -> str:

@@ -1,14 +1,47 @@
-"""What the live-cluster benchmarks share: the sourced cluster's environment, and the simulator
-and operator as processes they stop by pid."""
+"""What the live-cluster benchmarks share: the sourced cluster's environment (kubectl, KUBECONFIG,
+PROMETHEUS_URL), loopback ports, the CRDs, a namespace of their own, and the simulator and
+operator as processes they stop by pid. The handles themselves are aipolicy.devcluster's, which
+the e2e tests drive too; nothing here comes from tests/."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from tests.e2e.cluster import ManagedProcess, Simulator, free_port, python_module, wait_until
+from aipolicy.devcluster import (
+    REPO,
+    Cluster,
+    ManagedProcess,
+    Simulator,
+    free_port,
+    python_module,
+    wait_until,
+)
+
+__all__ = [
+    "REPO",
+    "Cluster",
+    "ManagedProcess",
+    "Simulator",
+    "bench_namespace",
+    "command_line",
+    "free_port",
+    "install_crds",
+    "kubectl",
+    "kubectl_path",
+    "python_module",
+    "required",
+    "sourced_cluster",
+    "start_operator",
+    "start_simulator",
+    "wait_until",
+]
 
 
 def kubectl_path() -> str:
@@ -20,6 +53,47 @@ def kubectl_path() -> str:
 
 def required(name: str) -> str:
     return os.environ.get(name) or sys.exit(f"{name} is not set: source .cluster/env first")
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
+    """kubectl against the sourced cluster (KUBECONFIG), its stdout; raises on failure if check."""
+    result = subprocess.run(
+        [kubectl_path(), *args], input=stdin, capture_output=True, text=True, timeout=600, check=False
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def sourced_cluster() -> Cluster:
+    """The cluster of the sourced `.cluster/env` (make bench sources it)."""
+    return Cluster(Path(required("KUBECONFIG")), kubectl_path(), required("PROMETHEUS_URL"))
+
+
+def install_crds(cluster: Cluster, *served: str) -> None:
+    """Apply crds/ server-side; wait until the named ones (plural names) are Established."""
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    for crd in served:
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.aipolicy.dev", "--timeout=60s")
+
+
+@contextmanager
+def bench_namespace(cluster: Cluster, stem: str, processes: Sequence[ManagedProcess]) -> Iterator[str]:
+    """A new namespace `bench-<stem>-<random>`; at the end the processes (started meanwhile,
+    appended to the list) stop by pid, newest first, and the namespace goes."""
+    namespace = f"bench-{stem}-{uuid.uuid4().hex[:5]}"
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        yield namespace
+    finally:
+        for managed in reversed(processes):
+            managed.stop()
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def command_line(module: str, argv: Sequence[str] | None) -> str:
+    """How the benchmark was run, for its table's caption."""
+    return f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:])
 
 
 def start_simulator(kubeconfig: Path, targets: str, logs: Path, processes: list[ManagedProcess]) -> Simulator:

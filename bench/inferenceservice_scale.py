@@ -32,9 +32,9 @@ from typing import Any
 
 import yaml
 
-from bench.budget_eval import _free_port, _memory_mib, kubectl, scrape
+from bench.budget_eval import _memory_mib, scrape
+from bench.harness import REPO, command_line, free_port, kubectl
 
-REPO = Path(__file__).resolve().parents[1]
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 CYCLE_SECONDS = 15
 
@@ -121,7 +121,7 @@ def measure(count: int, prometheus_url: str, logs: Path) -> Row:
             "-",
             stdin=yaml.safe_dump_all([_isvc(i) for i in range(count)]),
         )
-        port = _free_port()
+        port = free_port()
         with (logs / f"operator-{count}.log").open("wb") as log:
             started = time.perf_counter()
             process = subprocess.Popen(
@@ -212,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes.split(","):
         rows.append(measure(int(size), url, logs))
         print(table(rows, "(partial)"), file=sys.stderr, flush=True)  # survives a later failure
-    command = "python -m bench.inferenceservice_scale " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(rows, command.strip()))
+    print(table(rows, command_line("bench.inferenceservice_scale", argv).strip()))
     print(f"\noperator logs: {logs}")
     return 0
 

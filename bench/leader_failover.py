@@ -27,9 +27,8 @@ import uuid
 from pathlib import Path
 
 from kubernetes import client, config
-from tests.e2e.cluster import Cluster, ManagedProcess, python_module, wait_until
 
-from bench.harness import kubectl_path, required
+from bench.harness import ManagedProcess, command_line, python_module, required, sourced_cluster, wait_until
 
 LEASE = "aipolicy-bench"
 POLL_S = 0.05
@@ -88,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args(argv)
-    kubeconfig = Path(required("KUBECONFIG"))
-    prometheus_url = required("PROMETHEUS_URL")
-    cluster = Cluster(kubeconfig, kubectl_path(), prometheus_url)
+    cluster = sourced_cluster()
+    kubeconfig, prometheus_url = cluster.kubeconfig, required("PROMETHEUS_URL")
     config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
     api = client.CoordinationV1Api()
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-failover-"))
@@ -138,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             process.stop()
         for namespace in (watched, lease_namespace):
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    command = "python -m bench.leader_failover " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(takeovers, command.strip()))
+    print(table(takeovers, command_line("bench.leader_failover", argv).strip()))
     print(f"\noperator logs: {logs}")
     return 0
 

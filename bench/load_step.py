@@ -29,15 +29,24 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
-from tests.e2e.cluster import REPO, Cluster, ManagedProcess, Simulator, wait_until
 
-from bench.harness import kubectl_path, required, start_operator, start_simulator
+from bench.harness import (
+    ManagedProcess,
+    Simulator,
+    bench_namespace,
+    command_line,
+    install_crds,
+    required,
+    sourced_cluster,
+    start_operator,
+    start_simulator,
+    wait_until,
+)
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 SERVICE = "chat"
@@ -174,18 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args(argv)
-    kubeconfig = Path(required("KUBECONFIG"))
-    prometheus_url = required("PROMETHEUS_URL")
+    cluster = sourced_cluster()
+    kubeconfig, prometheus_url = cluster.kubeconfig, required("PROMETHEUS_URL")
     targets = required("PROMETHEUS_TARGETS_DIR")
-    cluster = Cluster(kubeconfig, kubectl_path(), prometheus_url)
     config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    install_crds(cluster)
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-load-step-"))
-    namespace = f"bench-load-step-{uuid.uuid4().hex[:5]}"
-    cluster.kubectl("create", "namespace", namespace)
     processes: list[ManagedProcess] = []
     steps: list[Step] = []
-    try:
+    with bench_namespace(cluster, "load-step", processes) as namespace:
         simulator = start_simulator(kubeconfig, targets, logs, processes)
         simulator.configure(namespace, SERVICE, CAPACITY)
         start_operator(namespace, prometheus_url, kubeconfig, logs, processes)
@@ -193,12 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repetitions):
             steps.append(repetition(namespace, simulator, prometheus_url))
             print(table(steps, "(partial)"), file=sys.stderr, flush=True)
-    finally:
-        for managed in reversed(processes):
-            managed.stop()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    command = "python -m bench.load_step " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(steps, command.strip()))
+    print(table(steps, command_line("bench.load_step", argv).strip()))
     print(f"\noperator logs: {logs}")
     return 0
 
