@@ -21,11 +21,9 @@ stops by their pid; the namespace is deleted. Nothing asserts on the numbers.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -35,21 +33,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 from aipolicy.sim.model import ServiceId
 from aipolicy.sim.targets import service_target_groups, write_json_atomic
 from bench.harness import (
     Cluster,
-    ManagedProcess,
     Simulator,
-    bench_namespace,
+    argument_parser,
     command_line,
-    install_crds,
-    required,
-    sourced_cluster,
-    start_operator,
-    start_simulator,
+    finish,
+    live_bench,
     wait_until,
 )
 
@@ -227,28 +221,26 @@ def table(crossings: list[list[Crossing]], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args(argv)
-    cluster = sourced_cluster()
-    kubeconfig, prometheus_url = cluster.kubeconfig, required("PROMETHEUS_URL")
-    targets = Path(required("PROMETHEUS_TARGETS_DIR"))
-    config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    install_crds(cluster)
-    logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-budget-action-"))
-    processes: list[ManagedProcess] = []
     results: list[list[Crossing]] = []
-    with bench_namespace(cluster, "budget-action", processes) as namespace:
-        simulator = start_simulator(kubeconfig, str(targets), logs, processes)
-        start_operator(namespace, prometheus_url, kubeconfig, logs, processes, tick_seconds=TICK_S)
+    with live_bench("budget-action") as bench:
+        simulator = bench.start_simulator()
+        bench.start_operator(tick_seconds=TICK_S)
         for index in range(args.repetitions):
-            results.append(repetition(index, namespace, simulator, prometheus_url, cluster, targets))
+            results.append(
+                repetition(
+                    index,
+                    bench.namespace,
+                    simulator,
+                    bench.prometheus_url,
+                    bench.cluster,
+                    Path(bench.targets),
+                )
+            )
             print(table(results, "(partial)"), file=sys.stderr, flush=True)
-    print(table(results, command_line("bench.budget_action", argv).strip()))
-    print(f"\noperator logs: {logs}")
-    return 0
+    return finish(table(results, command_line("bench.budget_action", argv).strip()), bench.logs)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ operator is stopped by its pid and everything it made is deleted. Nothing assert
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -38,7 +37,15 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import REPO, command_line, free_port, kubectl
+from bench.harness import (
+    REPO,
+    argument_parser,
+    command_line,
+    crds_on_sourced_cluster,
+    finish,
+    free_port,
+    kubectl,
+)
 
 INTERVAL_SECONDS = 5
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
@@ -238,24 +245,17 @@ def table(rows: list[Row], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--sizes", default="1,10,50", help="numbers of budgets, comma-separated")
     parser.add_argument("--cycles", type=int, default=6, help="evaluation cycles measured per size")
     parser.add_argument("--services-per-budget", type=int, default=1, help="services each budget selects")
     args = parser.parse_args(argv)
-    url = os.environ.get("PROMETHEUS_URL")
-    if not url or not os.environ.get("KUBECONFIG"):
-        sys.exit("needs the local cluster: source .cluster/env (make cluster-up starts one)")
-    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    url = crds_on_sourced_cluster()
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-budget-"))
     rows = [
         measure(int(size), args.services_per_budget, args.cycles, url, logs) for size in args.sizes.split(",")
     ]
-    print(table(rows, command_line("bench.budget_eval", argv).strip()))
-    print(f"\noperator logs: {logs}")
-    return 0
+    return finish(table(rows, command_line("bench.budget_eval", argv).strip()), logs)
 
 
 if __name__ == "__main__":

@@ -18,29 +18,24 @@ window before any trigger reads clear and the hold starts). Nothing asserts on t
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 from bench.harness import (
     Cluster,
+    LiveBench,
     ManagedProcess,
     Simulator,
-    bench_namespace,
-    install_crds,
-    required,
-    sourced_cluster,
-    start_operator,
-    start_simulator,
+    argument_parser,
+    live_bench,
     wait_until,
 )
 
@@ -141,43 +136,31 @@ def _ready(cluster: Cluster, namespace: str, name: str) -> Callable[[], bool]:
     return ready
 
 
-def run(repetitions: int, simulator_url: str | None, logs: Path) -> list[Repetition]:
-    cluster = sourced_cluster()
-    kubeconfig = cluster.kubeconfig
-    config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    install_crds(cluster, "inferenceservices", "fallbackpolicies")
-    processes: list[ManagedProcess] = []
-    with bench_namespace(cluster, "fallback", processes) as namespace:
+def run(repetitions: int, simulator_url: str | None) -> tuple[list[Repetition], Path]:
+    with live_bench("fallback", "inferenceservices", "fallbackpolicies") as bench:
         try:
-            return _repetitions(cluster, namespace, repetitions, simulator_url, logs, processes)
+            return _repetitions(bench, repetitions, simulator_url), bench.logs
         finally:
-            # delete while the operator runs, so kopf releases its finalizers; the namespace's
-            # end then stops the processes by pid
-            cluster.kubectl(
+            # delete while the operator runs, so kopf releases its finalizers; the end of
+            # live_bench then stops the processes by pid
+            bench.cluster.kubectl(
                 "delete",
                 "fallbackpolicies,inferenceservices",
                 "--all",
                 "-n",
-                namespace,
+                bench.namespace,
                 "--timeout=60s",
                 check=False,
             )
 
 
-def _repetitions(
-    cluster: Cluster,
-    namespace: str,
-    repetitions: int,
-    simulator_url: str | None,
-    logs: Path,
-    processes: list[ManagedProcess],
-) -> list[Repetition]:
-    kubeconfig, prometheus_url = cluster.kubeconfig, required("PROMETHEUS_URL")
+def _repetitions(bench: LiveBench, repetitions: int, simulator_url: str | None) -> list[Repetition]:
+    cluster, namespace = bench.cluster, bench.namespace
     if simulator_url is None:
-        simulator = start_simulator(kubeconfig, required("PROMETHEUS_TARGETS_DIR"), logs, processes)
+        simulator = bench.start_simulator()
     else:  # someone else's: never started, so never stopped, here
-        simulator = Simulator(simulator_url, ManagedProcess([], {}, logs / "none.log"))
-    start_operator(namespace, prometheus_url, kubeconfig, logs, processes, tick_seconds=1)
+        simulator = Simulator(simulator_url, ManagedProcess([], {}, bench.logs / "none.log"))
+    bench.start_operator(tick_seconds=1)
 
     cluster.apply([_isvc(LARGE, "NVIDIA-A100-SXM4-40GB"), _isvc(SMALL, "NVIDIA-L4")], namespace)
     for name in (LARGE, SMALL):
@@ -238,14 +221,11 @@ def table(results: list[Repetition], command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--simulator-url", help="a running simulator (default: start one)")
     options = parser.parse_args()
-    logs = Path(tempfile.mkdtemp(prefix="bench-fallback-"))
-    results = run(options.repetitions, options.simulator_url, logs)
+    results, logs = run(options.repetitions, options.simulator_url)
     command = "python -m bench.fallback_switch " + shlex.join(sys.argv[1:])
     print(table(results, command.strip()))
     print(f"\n(logs: {logs})", file=sys.stderr)

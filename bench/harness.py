@@ -5,14 +5,19 @@ the e2e tests drive too; nothing here comes from tests/."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from kubernetes import config
 
 from aipolicy.devcluster import (
     REPO,
@@ -27,14 +32,19 @@ from aipolicy.devcluster import (
 __all__ = [
     "REPO",
     "Cluster",
+    "LiveBench",
     "ManagedProcess",
     "Simulator",
+    "argument_parser",
     "bench_namespace",
     "command_line",
+    "crds_on_sourced_cluster",
+    "finish",
     "free_port",
     "install_crds",
     "kubectl",
     "kubectl_path",
+    "live_bench",
     "python_module",
     "required",
     "sourced_cluster",
@@ -96,6 +106,28 @@ def command_line(module: str, argv: Sequence[str] | None) -> str:
     return f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:])
 
 
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's parser, its module docstring as the help text."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def crds_on_sourced_cluster() -> str:
+    """Apply crds/ to the sourced cluster (exit when none is sourced); its Prometheus URL."""
+    url = os.environ.get("PROMETHEUS_URL")
+    if not url or not os.environ.get("KUBECONFIG"):
+        sys.exit("needs the local cluster: source .cluster/env (make cluster-up starts one)")
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    return url
+
+
+def finish(table: str, logs: Path) -> int:
+    """Print the benchmark's table (stdout is what `python -m bench --cluster` collects) and
+    where the logs went; the exit status."""
+    print(table)
+    print(f"\noperator logs: {logs}")
+    return 0
+
+
 def start_simulator(kubeconfig: Path, targets: str, logs: Path, processes: list[ManagedProcess]) -> Simulator:
     """The simulator on a free loopback port (0.5 s tick), added to `processes` to be stopped."""
     port = free_port()
@@ -134,3 +166,48 @@ def start_operator(
     if tick_seconds is not None:
         env["AIPOLICY_TICK_SECONDS"] = f"{tick_seconds:g}"
     processes.append(ManagedProcess(args, env, logs / "operator.log").start())
+
+
+@dataclass
+class LiveBench:
+    """A benchmark's run on the sourced cluster: its namespace, logs folder and the processes it
+    started (stopped by pid when live_bench ends)."""
+
+    cluster: Cluster
+    namespace: str
+    logs: Path
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster.kubeconfig
+
+    @property
+    def prometheus_url(self) -> str:
+        return required("PROMETHEUS_URL")
+
+    @property
+    def targets(self) -> str:
+        return required("PROMETHEUS_TARGETS_DIR")
+
+    def start_simulator(self) -> Simulator:
+        return start_simulator(self.kubeconfig, self.targets, self.logs, self.processes)
+
+    def start_operator(self, tick_seconds: float | None = None) -> None:
+        start_operator(
+            self.namespace, self.prometheus_url, self.kubeconfig, self.logs, self.processes, tick_seconds
+        )
+
+
+@contextmanager
+def live_bench(stem: str, *served_crds: str) -> Iterator[LiveBench]:
+    """The sourced cluster with the CRDs applied (the named ones Established), the kubernetes
+    client configured for it, a logs folder and a namespace `bench-<stem>-<random>`, deleted at
+    the end after the run's processes stop."""
+    cluster = sourced_cluster()
+    config.load_kube_config(str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+    install_crds(cluster, *served_crds)
+    logs = Path(tempfile.mkdtemp(prefix=f"aipolicy-bench-{stem}-"))
+    processes: list[ManagedProcess] = []
+    with bench_namespace(cluster, stem, processes) as namespace:
+        yield LiveBench(cluster, namespace, logs, processes)

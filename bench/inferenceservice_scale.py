@@ -17,9 +17,7 @@ The operator is stopped by its pid and the namespace deleted. Nothing asserts on
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -33,7 +31,15 @@ from typing import Any
 import yaml
 
 from bench.budget_eval import _memory_mib, scrape
-from bench.harness import REPO, command_line, free_port, kubectl
+from bench.harness import (
+    REPO,
+    argument_parser,
+    command_line,
+    crds_on_sourced_cluster,
+    finish,
+    free_port,
+    kubectl,
+)
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 CYCLE_SECONDS = 15
@@ -198,23 +204,16 @@ def table(rows: list[Row], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--sizes", default="10,100,1000")
     args = parser.parse_args(argv)
-    url = os.environ.get("PROMETHEUS_URL")
-    if not url or not os.environ.get("KUBECONFIG"):
-        sys.exit("needs the local cluster: source .cluster/env (make cluster-up starts one)")
-    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    url = crds_on_sourced_cluster()
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-isvc-"))
     rows = []
     for size in args.sizes.split(","):
         rows.append(measure(int(size), url, logs))
         print(table(rows, "(partial)"), file=sys.stderr, flush=True)  # survives a later failure
-    print(table(rows, command_line("bench.inferenceservice_scale", argv).strip()))
-    print(f"\noperator logs: {logs}")
-    return 0
+    return finish(table(rows, command_line("bench.inferenceservice_scale", argv).strip()), logs)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ The design bound is retry period + lease duration = 12 s (policy/lease.py); the 
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import statistics
@@ -28,7 +27,16 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from bench.harness import ManagedProcess, command_line, python_module, required, sourced_cluster, wait_until
+from bench.harness import (
+    ManagedProcess,
+    argument_parser,
+    command_line,
+    finish,
+    python_module,
+    required,
+    sourced_cluster,
+    wait_until,
+)
 
 LEASE = "aipolicy-bench"
 POLL_S = 0.05
@@ -81,9 +89,7 @@ def table(takeovers: list[float], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args(argv)
@@ -136,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             process.stop()
         for namespace in (watched, lease_namespace):
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    print(table(takeovers, command_line("bench.leader_failover", argv).strip()))
-    print(f"\noperator logs: {logs}")
-    return 0
+    return finish(table(takeovers, command_line("bench.leader_failover", argv).strip()), logs)
 
 
 if __name__ == "__main__":

@@ -21,30 +21,23 @@ deleted. Nothing asserts on the numbers.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 from bench.harness import (
-    ManagedProcess,
     Simulator,
-    bench_namespace,
+    argument_parser,
     command_line,
-    install_crds,
-    required,
-    sourced_cluster,
-    start_operator,
-    start_simulator,
+    finish,
+    live_bench,
     wait_until,
 )
 
@@ -178,30 +171,19 @@ def table(steps: list[Step], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args(argv)
-    cluster = sourced_cluster()
-    kubeconfig, prometheus_url = cluster.kubeconfig, required("PROMETHEUS_URL")
-    targets = required("PROMETHEUS_TARGETS_DIR")
-    config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    install_crds(cluster)
-    logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-load-step-"))
-    processes: list[ManagedProcess] = []
     steps: list[Step] = []
-    with bench_namespace(cluster, "load-step", processes) as namespace:
-        simulator = start_simulator(kubeconfig, targets, logs, processes)
-        simulator.configure(namespace, SERVICE, CAPACITY)
-        start_operator(namespace, prometheus_url, kubeconfig, logs, processes)
-        cluster.apply(_service(), namespace)
+    with live_bench("load-step") as bench:
+        simulator = bench.start_simulator()
+        simulator.configure(bench.namespace, SERVICE, CAPACITY)
+        bench.start_operator()
+        bench.cluster.apply(_service(), bench.namespace)
         for _ in range(args.repetitions):
-            steps.append(repetition(namespace, simulator, prometheus_url))
+            steps.append(repetition(bench.namespace, simulator, bench.prometheus_url))
             print(table(steps, "(partial)"), file=sys.stderr, flush=True)
-    print(table(steps, command_line("bench.load_step", argv).strip()))
-    print(f"\noperator logs: {logs}")
-    return 0
+    return finish(table(steps, command_line("bench.load_step", argv).strip()), bench.logs)
 
 
 if __name__ == "__main__":
