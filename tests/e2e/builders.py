@@ -1,9 +1,12 @@
-"""Manifests the e2e tests apply, built in one place: each test file states only what its test
-is about (GPUs, pricing, scaling), not the InferenceService boilerplate around it."""
+"""Manifests the e2e tests apply, built in one place, and the small readers of what comes back:
+each test file states only what its test is about (GPUs, pricing, scaling, a budget's spec),
+not the boilerplate around it."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from tests.e2e.cluster import Cluster
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -55,3 +58,20 @@ def steady_gpu_service(
         pricing=pricing,
         labels=labels,
     )
+
+
+def aibudget(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": GROUP_VERSION, "kind": "AIBudget", "metadata": {"name": name}, "spec": spec}
+
+
+# ---- reading back ------------------------------------------------------------------------------
+
+
+def status_of(cluster: Cluster, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    """The object's status ({} while it has none, or the object is gone)."""
+    return dict(((cluster.get(kind, name, namespace) or {}).get("status")) or {})
+
+
+def condition_of(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    """The condition of that type in a status ({} when absent)."""
+    return dict(next((c for c in status.get("conditions") or [] if c["type"] == type_), {}))

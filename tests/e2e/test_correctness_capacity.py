@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.builders import GROUP_VERSION, inference_service, ready_after
+from tests.e2e.builders import condition_of as _condition
+from tests.e2e.builders import status_of as _status
 from tests.e2e.cluster import Cluster, Prometheus, wait_until
 from tests.e2e.conftest import OperatorFactory
 from tests.e2e.test_budget import _assert_close, _budget, _query_at, _range, _settled
@@ -126,14 +128,6 @@ def _gpu_shortage_policy(target: str) -> dict[str, Any]:
             "evaluationInterval": "1s",
         },
     }
-
-
-def _status(cluster: Cluster, kind: str, name: str, namespace: str) -> dict[str, Any]:
-    return dict(((cluster.get(kind, name, namespace) or {}).get("status")) or {})
-
-
-def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
 
 
 def _capacity_false(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.builders import GROUP_VERSION, steady_gpu_service
+from tests.e2e.builders import aibudget, steady_gpu_service
 from tests.e2e.cluster import REPO, Cluster, Prometheus, Simulator, free_port, wait_until
 from tests.e2e.conftest import OperatorFactory
 
@@ -21,18 +21,16 @@ MONITORING = REPO / "manifests" / "monitoring"
 
 
 def _budget() -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "AIBudget",
-        "metadata": {"name": "team"},
-        "spec": {
+    return aibudget(
+        "team",
+        {
             "selector": {"matchLabels": {"team": "dash"}},
             "limit": "1000",
             "period": {"type": "Daily", "timeZone": "UTC"},
             "evaluationInterval": "5s",
             "forecast": {"window": "1m"},
         },
-    }
+    )
 
 
 def _api(prometheus: Prometheus, path: str) -> Any:
