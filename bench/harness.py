@@ -41,7 +41,6 @@ __all__ = [
     "crds_on_sourced_cluster",
     "finish",
     "free_port",
-    "install_crds",
     "kubectl",
     "kubectl_path",
     "live_bench",
@@ -78,13 +77,6 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
 def sourced_cluster() -> Cluster:
     """The cluster of the sourced `.cluster/env` (make bench sources it)."""
     return Cluster(Path(required("KUBECONFIG")), kubectl_path(), required("PROMETHEUS_URL"))
-
-
-def install_crds(cluster: Cluster, *served: str) -> None:
-    """Apply crds/ server-side; wait until the named ones (plural names) are Established."""
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in served:
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.aipolicy.dev", "--timeout=60s")
 
 
 @contextmanager
@@ -206,7 +198,7 @@ def live_bench(stem: str, *served_crds: str) -> Iterator[LiveBench]:
     the end after the run's processes stop."""
     cluster = sourced_cluster()
     config.load_kube_config(str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
-    install_crds(cluster, *served_crds)
+    cluster.install_crds(*served_crds)
     logs = Path(tempfile.mkdtemp(prefix=f"aipolicy-bench-{stem}-"))
     processes: list[ManagedProcess] = []
     with bench_namespace(cluster, stem, processes) as namespace:

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,6 +107,19 @@ class Cluster:
     def events(self, namespace: str, involved: str | None = None) -> builtins.list[dict[str, Any]]:
         items = self.list("events", namespace)
         return [e for e in items if involved is None or e["involvedObject"].get("name") == involved]
+
+    def install_crds(self, *served: str) -> None:
+        """Apply crds/ server-side, as a user would; wait until the named ones (plural names)
+        are Established. Polled, not `kubectl wait`: right after the apply a CRD may have no
+        conditions yet, and `kubectl wait` then fails instead of waiting."""
+        self.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        for crd in served:
+            wait_until(f"crd/{crd}.aipolicy.dev Established", partial(self._established, crd), timeout=60)
+
+    def _established(self, crd: str) -> bool:
+        query = '{.status.conditions[?(@.type=="Established")].status}'
+        result = self.kubectl("get", f"crd/{crd}.aipolicy.dev", "-o", f"jsonpath={query}", check=False)
+        return result.stdout.strip() == "True"
 
     def cluster_script(self, *args: str) -> None:
         """Run hack/cluster.sh against this (local) cluster, e.g. prometheus-stop."""

@@ -123,9 +123,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def crds_installed(cluster: Cluster) -> None:
     """The aipolicy CRDs, applied as a user would, and served."""
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for name in ("inferenceservices", "aibudgets", "fallbackpolicies"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}.aipolicy.dev", "--timeout=60s")
+    cluster.install_crds("inferenceservices", "aibudgets", "fallbackpolicies")
 
 
 @contextmanager
