@@ -27,6 +27,19 @@ from typing import Any, TypeVar
 
 import yaml
 
+__all__ = [
+    "REPO",
+    "Cluster",
+    "ManagedProcess",
+    "Prometheus",
+    "Simulator",
+    "free_port",
+    "parse_env_file",
+    "python_module",
+    "started",
+    "wait_until",
+]
+
 #: the checkout this package is installed from (editable): operator/aipolicy/devcluster.py
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

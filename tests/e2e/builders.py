@@ -60,6 +60,30 @@ def steady_gpu_service(
     )
 
 
+def deployment(
+    name: str,
+    container: dict[str, Any],
+    *,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    replicas: int = 1,
+) -> dict[str, Any]:
+    """A plain Deployment of one container, its pods labelled (and selected) by `labels`."""
+    metadata: dict[str, Any] = {"labels": labels}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": metadata, "spec": {"containers": [container]}},
+        },
+    }
+
+
 def aibudget(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": GROUP_VERSION, "kind": "AIBudget", "metadata": {"name": name}, "spec": spec}
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.builders import aibudget
+from tests.e2e.builders import aibudget, deployment
 from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
 from tests.e2e.conftest import OperatorFactory
 from tests.e2e.fallback_setup import (
@@ -59,20 +59,9 @@ def _trip(cluster: Cluster, namespace: str, prometheus: Prometheus, on: bool) ->
 
 
 def _make_trip(cluster: Cluster, namespace: str, prometheus: Prometheus) -> None:
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": TRIP},
-        "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": {"app": TRIP}},
-            "template": {
-                "metadata": {"labels": {"app": TRIP}},
-                "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}]},
-            },
-        },
-    }
-    cluster.apply(deployment, namespace)
+    pause = {"name": "pause", "image": "registry.k8s.io/pause:3.10"}
+    trip = deployment(TRIP, pause, labels={"app": TRIP}, replicas=0)
+    cluster.apply(trip, namespace)
     query = f'kube_deployment_spec_replicas{{namespace="{namespace}",deployment="{TRIP}"}}'
     wait_until("the trip's series in Prometheus", lambda: prometheus.query(query), timeout=60)
 
