@@ -37,15 +37,7 @@ from kubernetes import client
 
 from aipolicy.sim.model import ServiceId
 from aipolicy.sim.targets import service_target_groups, write_json_atomic
-from bench.harness import (
-    Cluster,
-    Simulator,
-    argument_parser,
-    command_line,
-    finish,
-    live_bench,
-    wait_until,
-)
+from bench.harness import Cluster, Simulator, argument_parser, command_line, finish, live_bench, wait_until
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 LIMIT = Decimal("0.60")

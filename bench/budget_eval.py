@@ -37,15 +37,7 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import (
-    REPO,
-    argument_parser,
-    command_line,
-    crds_on_sourced_cluster,
-    finish,
-    free_port,
-    kubectl,
-)
+from bench.harness import REPO, argument_parser, command_line, finish, free_port, kubectl, sourced_with_crds
 
 INTERVAL_SECONDS = 5
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
@@ -250,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=6, help="evaluation cycles measured per size")
     parser.add_argument("--services-per-budget", type=int, default=1, help="services each budget selects")
     args = parser.parse_args(argv)
-    url = crds_on_sourced_cluster()
+    url = sourced_with_crds()
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-budget-"))
     rows = [
         measure(int(size), args.services_per_budget, args.cycles, url, logs) for size in args.sizes.split(",")

@@ -38,7 +38,6 @@ __all__ = [
     "argument_parser",
     "bench_namespace",
     "command_line",
-    "crds_on_sourced_cluster",
     "finish",
     "free_port",
     "kubectl",
@@ -47,6 +46,7 @@ __all__ = [
     "python_module",
     "required",
     "sourced_cluster",
+    "sourced_with_crds",
     "start_operator",
     "start_simulator",
     "wait_until",
@@ -103,7 +103,7 @@ def argument_parser(doc: str | None) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def crds_on_sourced_cluster() -> str:
+def sourced_with_crds() -> str:
     """Apply crds/ to the sourced cluster (exit when none is sourced); its Prometheus URL."""
     url = os.environ.get("PROMETHEUS_URL")
     if not url or not os.environ.get("KUBECONFIG"):

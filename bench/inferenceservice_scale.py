@@ -31,15 +31,7 @@ from typing import Any
 import yaml
 
 from bench.budget_eval import _memory_mib, scrape
-from bench.harness import (
-    REPO,
-    argument_parser,
-    command_line,
-    crds_on_sourced_cluster,
-    finish,
-    free_port,
-    kubectl,
-)
+from bench.harness import REPO, argument_parser, command_line, finish, free_port, kubectl, sourced_with_crds
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 CYCLE_SECONDS = 15
@@ -207,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argument_parser(__doc__)
     parser.add_argument("--sizes", default="10,100,1000")
     args = parser.parse_args(argv)
-    url = crds_on_sourced_cluster()
+    url = sourced_with_crds()
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-isvc-"))
     rows = []
     for size in args.sizes.split(","):

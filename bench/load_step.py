@@ -32,14 +32,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bench.harness import (
-    Simulator,
-    argument_parser,
-    command_line,
-    finish,
-    live_bench,
-    wait_until,
-)
+from bench.harness import Simulator, argument_parser, command_line, finish, live_bench, wait_until
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 SERVICE = "chat"

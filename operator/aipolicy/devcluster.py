@@ -34,6 +34,7 @@ __all__ = [
     "Prometheus",
     "Simulator",
     "free_port",
+    "http_ready",
     "parse_env_file",
     "python_module",
     "started",
@@ -164,11 +165,7 @@ class Prometheus:
         return float(result[0]["value"][1])
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return http_ready(self.url)
 
 
 @dataclass
@@ -217,6 +214,15 @@ class ManagedProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def http_ready(url: str) -> bool:
+    """`url`/-/ready answers 200 (Prometheus, Alertmanager)."""
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -66,10 +66,12 @@ def deployment(
     *,
     labels: dict[str, str],
     annotations: dict[str, str] | None = None,
+    pod_labels: dict[str, str] | None = None,
     replicas: int = 1,
 ) -> dict[str, Any]:
-    """A plain Deployment of one container, its pods labelled (and selected) by `labels`."""
-    metadata: dict[str, Any] = {"labels": labels}
+    """A plain Deployment of one container, its pods labelled (and selected) by `labels`, and
+    labelled with `pod_labels` too."""
+    metadata: dict[str, Any] = {"labels": {**labels, **(pod_labels or {})}}
     if annotations is not None:
         metadata["annotations"] = annotations
     return {
