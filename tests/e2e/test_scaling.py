@@ -175,8 +175,12 @@ def test_a_prewarm_schedule_starts_replicas_cold_start_seconds_before_its_window
         "pre-warmed replicas", lambda: _deployment_replicas(cluster, namespace, "morning") == 2, timeout=30
     )
     assert datetime.now(UTC) < opens, "pre-warm came after the window opened"
-    status = _status(cluster, namespace, "morning")
-    assert status["activePrewarm"] == "daily"
+    # the Deployment is scaled before the status is written: wait for the status to say why
+    wait_until(
+        "status naming the pre-warm",
+        lambda: _status(cluster, namespace, "morning").get("activePrewarm") == "daily",
+        timeout=30,
+    )
     wait_until(
         "ready before the window opens",
         lambda: _status(cluster, namespace, "morning").get("readyReplicas") == 2,
