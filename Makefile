@@ -51,7 +51,7 @@ crds: install ## Generate crds/*.yaml (and the Helm chart's and kustomize base's
 .PHONY: test
 test: install cluster-binaries prometheus alertmanager image helm health chromium ## Lint, typecheck, unit and e2e tests (e2e on a local cluster it starts)
 	$(MAKE) --no-print-directory lint typecheck
-	$(BIN)/pytest tests/unit tests/e2e --cluster-bin=$(CLUSTER_BIN) $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit tests/e2e --cluster-bin=$(CLUSTER_BIN) --durations=25 $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory e2e-existing
 
 .PHONY: e2e-existing

@@ -21,27 +21,23 @@ stops by their pid; the namespace is deleted. Nothing asserts on the numbers.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
-from tests.e2e.cluster import REPO, Cluster, ManagedProcess, Simulator, wait_until
+from kubernetes import client
 
 from aipolicy.sim.model import ServiceId
 from aipolicy.sim.targets import service_target_groups, write_json_atomic
-from bench.harness import kubectl_path, required, start_operator, start_simulator
+from bench.harness import Cluster, Simulator, argument_parser, command_line, finish, live_bench, wait_until
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 LIMIT = Decimal("0.60")
@@ -217,36 +213,26 @@ def table(crossings: list[list[Crossing]], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args(argv)
-    kubeconfig = Path(required("KUBECONFIG"))
-    prometheus_url = required("PROMETHEUS_URL")
-    targets = Path(required("PROMETHEUS_TARGETS_DIR"))
-    cluster = Cluster(kubeconfig, kubectl_path(), prometheus_url)
-    config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-budget-action-"))
-    namespace = f"bench-budget-action-{uuid.uuid4().hex[:5]}"
-    cluster.kubectl("create", "namespace", namespace)
-    processes: list[ManagedProcess] = []
     results: list[list[Crossing]] = []
-    try:
-        simulator = start_simulator(kubeconfig, str(targets), logs, processes)
-        start_operator(namespace, prometheus_url, kubeconfig, logs, processes, tick_seconds=TICK_S)
+    with live_bench("budget-action") as bench:
+        simulator = bench.start_simulator()
+        bench.start_operator(tick_seconds=TICK_S)
         for index in range(args.repetitions):
-            results.append(repetition(index, namespace, simulator, prometheus_url, cluster, targets))
+            results.append(
+                repetition(
+                    index,
+                    bench.namespace,
+                    simulator,
+                    bench.prometheus_url,
+                    bench.cluster,
+                    Path(bench.targets),
+                )
+            )
             print(table(results, "(partial)"), file=sys.stderr, flush=True)
-    finally:
-        for managed in reversed(processes):
-            managed.stop()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    command = "python -m bench.budget_action " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(results, command.strip()))
-    print(f"\noperator logs: {logs}")
-    return 0
+    return finish(table(results, command_line("bench.budget_action", argv).strip()), bench.logs)
 
 
 if __name__ == "__main__":

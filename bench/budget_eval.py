@@ -20,12 +20,9 @@ operator is stopped by its pid and everything it made is deleted. Nothing assert
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +37,8 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.harness import REPO, argument_parser, command_line, finish, free_port, kubectl, sourced_with_crds
+
 INTERVAL_SECONDS = 5
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 
@@ -56,29 +54,6 @@ class Row:
     catch_up_seconds: float
     rss_mib: float
     peak_rss_mib: float
-
-
-def _kubectl() -> str:
-    found = os.path.join(os.environ.get("CLUSTER_BIN", ""), "kubectl")
-    if os.access(found, os.X_OK):
-        return found
-    return shutil.which("kubectl") or sys.exit("kubectl not found: source .cluster/env first")
-
-
-def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
-    result = subprocess.run(
-        [_kubectl(), *args], input=stdin, capture_output=True, text=True, timeout=600, check=False
-    )
-    if check and result.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def manifests(count: int, services_per_budget: int = 1) -> list[dict[str, Any]]:
@@ -165,7 +140,7 @@ def _next_cycle_phase(phase: float) -> None:
 def measure(count: int, services_per_budget: int, cycles: int, prometheus_url: str, logs: Path) -> Row:
     namespace = f"bench-budget-{count}-{uuid.uuid4().hex[:5]}"
     kubectl("create", "namespace", namespace)
-    port = _free_port()
+    port = free_port()
     log = (logs / f"operator-{count}.log").open("wb")
     operator = subprocess.Popen(
         [
@@ -262,25 +237,17 @@ def table(rows: list[Row], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--sizes", default="1,10,50", help="numbers of budgets, comma-separated")
     parser.add_argument("--cycles", type=int, default=6, help="evaluation cycles measured per size")
     parser.add_argument("--services-per-budget", type=int, default=1, help="services each budget selects")
     args = parser.parse_args(argv)
-    url = os.environ.get("PROMETHEUS_URL")
-    if not url or not os.environ.get("KUBECONFIG"):
-        sys.exit("needs the local cluster: source .cluster/env (make cluster-up starts one)")
-    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    url = sourced_with_crds()
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-budget-"))
     rows = [
         measure(int(size), args.services_per_budget, args.cycles, url, logs) for size in args.sizes.split(",")
     ]
-    command = "python -m bench.budget_eval " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(rows, command.strip()))
-    print(f"\noperator logs: {logs}")
-    return 0
+    return finish(table(rows, command_line("bench.budget_eval", argv).strip()), logs)
 
 
 if __name__ == "__main__":

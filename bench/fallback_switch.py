@@ -18,28 +18,24 @@ window before any trigger reads clear and the hold starts). Nothing asserts on t
 
 from __future__ import annotations
 
-import argparse
-import os
 import shlex
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
-from tests.e2e.cluster import (
-    REPO,
+from kubernetes import client
+
+from bench.harness import (
     Cluster,
+    LiveBench,
     ManagedProcess,
     Simulator,
-    free_port,
-    python_module,
+    argument_parser,
+    live_bench,
     wait_until,
 )
 
@@ -140,102 +136,58 @@ def _ready(cluster: Cluster, namespace: str, name: str) -> Callable[[], bool]:
     return ready
 
 
-def _kubectl() -> str:
-    found = os.path.join(os.environ.get("CLUSTER_BIN", ""), "kubectl")
-    if os.access(found, os.X_OK):
-        return found
-    return shutil.which("kubectl") or sys.exit("kubectl not found: source .cluster/env first")
-
-
-def _required(name: str) -> str:
-    return os.environ.get(name) or sys.exit(f"{name} is not set: source .cluster/env first")
-
-
-def run(repetitions: int, simulator_url: str | None, logs: Path) -> list[Repetition]:
-    kubeconfig = Path(_required("KUBECONFIG"))
-    prometheus_url = _required("PROMETHEUS_URL")
-    cluster = Cluster(kubeconfig, _kubectl(), prometheus_url)
-    config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in ("inferenceservices", "fallbackpolicies"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.aipolicy.dev", "--timeout=60s")
-    namespace = f"bench-fallback-{uuid.uuid4().hex[:5]}"
-    cluster.kubectl("create", "namespace", namespace)
-    processes: list[ManagedProcess] = []
-    try:
-        if simulator_url is None:
-            port = free_port()
-            args = python_module(
-                "aipolicy.sim",
-                "serve",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--port",
-                str(port),
-                "--targets-dir",
-                _required("PROMETHEUS_TARGETS_DIR"),
-                "--tick",
-                "0.5",
+def run(repetitions: int, simulator_url: str | None) -> tuple[list[Repetition], Path]:
+    with live_bench("fallback", "inferenceservices", "fallbackpolicies") as bench:
+        try:
+            return _repetitions(bench, repetitions, simulator_url), bench.logs
+        finally:
+            # delete while the operator runs, so kopf releases its finalizers; the end of
+            # live_bench then stops the processes by pid
+            bench.cluster.kubectl(
+                "delete",
+                "fallbackpolicies,inferenceservices",
+                "--all",
+                "-n",
+                bench.namespace,
+                "--timeout=60s",
+                check=False,
             )
-            process = ManagedProcess(args, dict(os.environ), logs / "simulator.log").start()
-            processes.append(process)
-            simulator = Simulator(f"http://127.0.0.1:{port}", process)
-            wait_until("the simulator", simulator.healthy, timeout=60)
-        else:  # someone else's: never started, so never stopped, here
-            simulator = Simulator(simulator_url, ManagedProcess([], {}, logs / "none.log"))
-        operator_args = python_module(
-            "aipolicy",
-            "run",
-            "--metrics-port",
-            "0",
-            "--namespace",
-            namespace,
-            "--prometheus-url",
-            prometheus_url,
-        )
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "AIPOLICY_TICK_SECONDS": "1"}
-        processes.append(ManagedProcess(operator_args, env, logs / "operator.log").start())
 
-        cluster.apply([_isvc(LARGE, "NVIDIA-A100-SXM4-40GB"), _isvc(SMALL, "NVIDIA-L4")], namespace)
-        for name in (LARGE, SMALL):
-            wait_until(f"{name} ready", _ready(cluster, namespace, name), timeout=120)
-        traffic = {"kind": "constant", "rate": 5, "duration": 3600, "promptTokens": 100, "outputTokens": 20}
-        simulator.traffic(namespace, LARGE, traffic)
-        cluster.apply(_policy(), namespace)
-        watcher = Watcher(namespace)
 
-        def watching() -> bool:
-            body = cluster.get("fallbackpolicy", POLICY, namespace) or {}
-            conditions = (body.get("status") or {}).get("conditions") or []
-            return any(c["type"] == "FallbackActive" and c["reason"] == "TriggersClear" for c in conditions)
+def _repetitions(bench: LiveBench, repetitions: int, simulator_url: str | None) -> list[Repetition]:
+    cluster, namespace = bench.cluster, bench.namespace
+    if simulator_url is None:
+        simulator = bench.start_simulator()
+    else:  # someone else's: never started, so never stopped, here
+        simulator = Simulator(simulator_url, ManagedProcess([], {}, bench.logs / "none.log"))
+    bench.start_operator(tick_seconds=1)
 
-        wait_until("the policy reading a clear error rate", watching, timeout=120)
-        results = []
-        for n in range(repetitions):
-            started = time.monotonic()
-            simulator.fault(namespace, LARGE, errorRate=1.0)
-            decided, switched = watcher.time_both(started, True, SMALL, timeout=120)
-            started = time.monotonic()
-            simulator.clear_fault(namespace, LARGE)
-            decided_back, switched_back = watcher.time_both(started, False, LARGE, timeout=120)
-            results.append(Repetition(decided, switched, decided_back, switched_back))
-            print(f"repetition {n + 1}: switch {switched:.1f}s, back {switched_back:.1f}s", file=sys.stderr)
-        simulator.stop_traffic(namespace, LARGE)
-        return results
-    finally:
-        # delete while the operator runs, so kopf releases its finalizers; then stop by pid
-        cluster.kubectl(
-            "delete",
-            "fallbackpolicies,inferenceservices",
-            "--all",
-            "-n",
-            namespace,
-            "--timeout=60s",
-            check=False,
-        )
-        for process in reversed(processes):
-            process.stop()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    cluster.apply([_isvc(LARGE, "NVIDIA-A100-SXM4-40GB"), _isvc(SMALL, "NVIDIA-L4")], namespace)
+    for name in (LARGE, SMALL):
+        wait_until(f"{name} ready", _ready(cluster, namespace, name), timeout=120)
+    traffic = {"kind": "constant", "rate": 5, "duration": 3600, "promptTokens": 100, "outputTokens": 20}
+    simulator.traffic(namespace, LARGE, traffic)
+    cluster.apply(_policy(), namespace)
+    watcher = Watcher(namespace)
+
+    def watching() -> bool:
+        body = cluster.get("fallbackpolicy", POLICY, namespace) or {}
+        conditions = (body.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "FallbackActive" and c["reason"] == "TriggersClear" for c in conditions)
+
+    wait_until("the policy reading a clear error rate", watching, timeout=120)
+    results = []
+    for n in range(repetitions):
+        started = time.monotonic()
+        simulator.fault(namespace, LARGE, errorRate=1.0)
+        decided, switched = watcher.time_both(started, True, SMALL, timeout=120)
+        started = time.monotonic()
+        simulator.clear_fault(namespace, LARGE)
+        decided_back, switched_back = watcher.time_both(started, False, LARGE, timeout=120)
+        results.append(Repetition(decided, switched, decided_back, switched_back))
+        print(f"repetition {n + 1}: switch {switched:.1f}s, back {switched_back:.1f}s", file=sys.stderr)
+    simulator.stop_traffic(namespace, LARGE)
+    return results
 
 
 def table(results: list[Repetition], command: str) -> str:
@@ -269,14 +221,11 @@ def table(results: list[Repetition], command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--simulator-url", help="a running simulator (default: start one)")
     options = parser.parse_args()
-    logs = Path(tempfile.mkdtemp(prefix="bench-fallback-"))
-    results = run(options.repetitions, options.simulator_url, logs)
+    results, logs = run(options.repetitions, options.simulator_url)
     command = "python -m bench.fallback_switch " + shlex.join(sys.argv[1:])
     print(table(results, command.strip()))
     print(f"\n(logs: {logs})", file=sys.stderr)

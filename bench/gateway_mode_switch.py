@@ -29,10 +29,9 @@ from typing import Any
 
 import yaml
 from aiohttp import web
-from tests.e2e.cluster import ManagedProcess, free_port, python_module, wait_until
 
 from aipolicy.gateway import manifests
-from bench.harness import kubectl_path, required
+from bench.harness import ManagedProcess, free_port, kubectl, python_module, required, wait_until
 
 
 def _fake_provider(port: int) -> threading.Thread:
@@ -77,20 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     from kubernetes import client, config
 
     kubeconfig = required("KUBECONFIG")
-    kubectl = kubectl_path()
     api = client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
     namespace = f"gw-mode-{uuid.uuid4().hex[:5]}"
     work = Path(tempfile.mkdtemp(prefix="gw-mode-"))
     provider_port = free_port()
     _fake_provider(provider_port)
 
-    def kc(*cmd: str, stdin: str | None = None) -> str:
-        import subprocess
-
-        out = subprocess.run([kubectl, *cmd], input=stdin, capture_output=True, text=True, check=True)
-        return out.stdout
-
-    kc("create", "namespace", namespace)
+    kubectl("create", "namespace", namespace)
     objects: list[dict[str, Any]] = [
         manifests.service_account(namespace),
         manifests.role(namespace, []),
@@ -112,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             "spec": {"limit": "1"},
         },
     ]
-    kc("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
-    token = kc("-n", namespace, "create", "token", manifests.NAME).strip()
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
+    token = kubectl("-n", namespace, "create", "token", manifests.NAME).strip()
     admin = yaml.safe_load(Path(kubeconfig).read_text())
     gateway_config = {
         "apiVersion": "v1",
@@ -158,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.2)
     finally:
         gateway.stop()
-        kc("delete", "namespace", namespace, "--wait=false")
+        kubectl("delete", "namespace", namespace, "--wait=false")
     print("## Gateway: mode change in the API to the first request that sees it\n")
     print(
         "Command: `source .cluster/env && .venv/bin/python -m bench.gateway_mode_switch "

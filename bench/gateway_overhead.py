@@ -30,7 +30,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.harness import REPO, free_port
+
 MODEL = "fake-model"  # the latency backend: --latency, then 10 tokens 1 ms apart
 FAST = "fake-fast"  # no delay at all: what the proxy itself sustains
 SLOW_STREAM = "fake-stream"  # 100 ms to the first token, then one every 200 ms: long-lived streams
@@ -96,15 +97,6 @@ def run_backend(port: int, latency_s: float, interval_s: float) -> None:
 
 
 # --- processes --------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _state_file(folder: Path, ports: dict[str, int]) -> Path:
@@ -258,14 +250,14 @@ def start_processes(args: argparse.Namespace) -> Setup:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     shapes = {MODEL: (args.latency, 0.001), FAST: (0.0, 0.0), SLOW_STREAM: (0.1, 0.2)}
-    ports = {model: _free_port() for model in shapes}
+    ports = {model: free_port() for model in shapes}
     procs: list[subprocess.Popen[bytes]] = []
     for model, (latency, interval) in shapes.items():
         backend = [py, "-m", "bench.gateway_overhead", "backend", "--port", str(ports[model])]
         backend += ["--latency", str(latency), "--interval", str(interval)]
         procs.append(subprocess.Popen(backend, cwd=REPO, env=env))
     direct = {m: f"http://127.0.0.1:{p}/v1/chat/completions" for m, p in ports.items()}
-    gateway_port = _free_port()
+    gateway_port = free_port()
     gateway_args = [py, "-m", "aipolicy", "gateway", "--namespace", "bench", "--port", str(gateway_port)]
     gateway_args += [
         "--state-file",
@@ -280,7 +272,7 @@ def start_processes(args: argparse.Namespace) -> Setup:
         {"direct": direct, "gateway": dict.fromkeys(ports, gateway_url)}, {"gateway": gateway.pid}, procs
     )
     if args.litellm:
-        litellm_port = _free_port()
+        litellm_port = free_port()
         config = folder / "litellm.yaml"
         lines = ["model_list:"]
         for model, port in ports.items():

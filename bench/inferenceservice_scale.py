@@ -17,9 +17,7 @@ The operator is stopped by its pid and the namespace deleted. Nothing asserts on
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -32,9 +30,9 @@ from typing import Any
 
 import yaml
 
-from bench.budget_eval import _free_port, _memory_mib, kubectl, scrape
+from bench.budget_eval import _memory_mib, scrape
+from bench.harness import REPO, argument_parser, command_line, finish, free_port, kubectl, sourced_with_crds
 
-REPO = Path(__file__).resolve().parents[1]
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 CYCLE_SECONDS = 15
 
@@ -121,7 +119,7 @@ def measure(count: int, prometheus_url: str, logs: Path) -> Row:
             "-",
             stdin=yaml.safe_dump_all([_isvc(i) for i in range(count)]),
         )
-        port = _free_port()
+        port = free_port()
         with (logs / f"operator-{count}.log").open("wb") as log:
             started = time.perf_counter()
             process = subprocess.Popen(
@@ -198,24 +196,16 @@ def table(rows: list[Row], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--sizes", default="10,100,1000")
     args = parser.parse_args(argv)
-    url = os.environ.get("PROMETHEUS_URL")
-    if not url or not os.environ.get("KUBECONFIG"):
-        sys.exit("needs the local cluster: source .cluster/env (make cluster-up starts one)")
-    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    url = sourced_with_crds()
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-isvc-"))
     rows = []
     for size in args.sizes.split(","):
         rows.append(measure(int(size), url, logs))
         print(table(rows, "(partial)"), file=sys.stderr, flush=True)  # survives a later failure
-    command = "python -m bench.inferenceservice_scale " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(rows, command.strip()))
-    print(f"\noperator logs: {logs}")
-    return 0
+    return finish(table(rows, command_line("bench.inferenceservice_scale", argv).strip()), logs)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ The design bound is retry period + lease duration = 12 s (policy/lease.py); the 
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import statistics
@@ -27,9 +26,17 @@ import uuid
 from pathlib import Path
 
 from kubernetes import client, config
-from tests.e2e.cluster import Cluster, ManagedProcess, python_module, wait_until
 
-from bench.harness import kubectl_path, required
+from bench.harness import (
+    ManagedProcess,
+    argument_parser,
+    command_line,
+    finish,
+    python_module,
+    required,
+    sourced_cluster,
+    wait_until,
+)
 
 LEASE = "aipolicy-bench"
 POLL_S = 0.05
@@ -82,15 +89,12 @@ def table(takeovers: list[float], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args(argv)
-    kubeconfig = Path(required("KUBECONFIG"))
-    prometheus_url = required("PROMETHEUS_URL")
-    cluster = Cluster(kubeconfig, kubectl_path(), prometheus_url)
+    cluster = sourced_cluster()
+    kubeconfig, prometheus_url = cluster.kubeconfig, required("PROMETHEUS_URL")
     config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
     api = client.CoordinationV1Api()
     logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-failover-"))
@@ -138,10 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             process.stop()
         for namespace in (watched, lease_namespace):
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    command = "python -m bench.leader_failover " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(takeovers, command.strip()))
-    print(f"\noperator logs: {logs}")
-    return 0
+    return finish(table(takeovers, command_line("bench.leader_failover", argv).strip()), logs)
 
 
 if __name__ == "__main__":

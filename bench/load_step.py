@@ -21,23 +21,18 @@ deleted. Nothing asserts on the numbers.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
-from tests.e2e.cluster import REPO, Cluster, ManagedProcess, Simulator, wait_until
+from kubernetes import client
 
-from bench.harness import kubectl_path, required, start_operator, start_simulator
+from bench.harness import Simulator, argument_parser, command_line, finish, live_bench, wait_until
 
 GROUP_VERSION = "aipolicy.dev/v1alpha1"
 SERVICE = "chat"
@@ -169,38 +164,19 @@ def table(steps: list[Step], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args(argv)
-    kubeconfig = Path(required("KUBECONFIG"))
-    prometheus_url = required("PROMETHEUS_URL")
-    targets = required("PROMETHEUS_TARGETS_DIR")
-    cluster = Cluster(kubeconfig, kubectl_path(), prometheus_url)
-    config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    logs = Path(tempfile.mkdtemp(prefix="aipolicy-bench-load-step-"))
-    namespace = f"bench-load-step-{uuid.uuid4().hex[:5]}"
-    cluster.kubectl("create", "namespace", namespace)
-    processes: list[ManagedProcess] = []
     steps: list[Step] = []
-    try:
-        simulator = start_simulator(kubeconfig, targets, logs, processes)
-        simulator.configure(namespace, SERVICE, CAPACITY)
-        start_operator(namespace, prometheus_url, kubeconfig, logs, processes)
-        cluster.apply(_service(), namespace)
+    with live_bench("load-step") as bench:
+        simulator = bench.start_simulator()
+        simulator.configure(bench.namespace, SERVICE, CAPACITY)
+        bench.start_operator()
+        bench.cluster.apply(_service(), bench.namespace)
         for _ in range(args.repetitions):
-            steps.append(repetition(namespace, simulator, prometheus_url))
+            steps.append(repetition(bench.namespace, simulator, bench.prometheus_url))
             print(table(steps, "(partial)"), file=sys.stderr, flush=True)
-    finally:
-        for managed in reversed(processes):
-            managed.stop()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    command = "python -m bench.load_step " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(steps, command.strip()))
-    print(f"\noperator logs: {logs}")
-    return 0
+    return finish(table(steps, command_line("bench.load_step", argv).strip()), bench.logs)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.cluster import ManagedProcess, free_port, wait_until
+from tests.e2e.cluster import ManagedProcess, free_port, http_ready, wait_until
 
 # Alertmanager needs a route and a receiver; a receiver without integrations notifies nobody.
 CONFIG = 'route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n'
@@ -56,11 +56,7 @@ class Alertmanager:
             self.process.stop()
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return http_ready(self.url)
 
     def alerts(self, **labels: str) -> list[dict[str, Any]]:
         """The alerts Alertmanager holds as active (resolved ones are not listed), by label."""

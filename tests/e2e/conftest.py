@@ -123,15 +123,13 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def crds_installed(cluster: Cluster) -> None:
     """The aipolicy CRDs, applied as a user would, and served."""
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for name in ("inferenceservices", "aibudgets", "fallbackpolicies"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}.aipolicy.dev", "--timeout=60s")
+    cluster.install_crds("inferenceservices", "aibudgets", "fallbackpolicies")
 
 
-@pytest.fixture
-def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace per test, with its default ServiceAccount ready."""
-    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+@contextmanager
+def _fresh_namespace(cluster: Cluster, label: str) -> Iterator[str]:
+    """A new namespace named after `label`, with its default ServiceAccount ready; deleted after."""
+    stem = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40].strip("-")
     name = f"{stem}-{uuid.uuid4().hex[:5]}"
     cluster.kubectl("create", "namespace", name)
     wait_until(
@@ -139,17 +137,44 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
         lambda: cluster.kubectl("-n", name, "get", "sa", "default", check=False).returncode == 0,
         timeout=30,
     )
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
-def prometheus(cluster: Cluster) -> Prometheus:
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, with its default ServiceAccount ready."""
+    with _fresh_namespace(cluster, request.node.name) as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def module_namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """One namespace for a module's tests, for the modules whose tests read one expensive setup
+    (minutes of traffic) and change nothing in it."""
+    with _fresh_namespace(cluster, request.node.name.removesuffix(".py")) as name:
+        yield name
+
+
+def _ready_prometheus(cluster: Cluster) -> Prometheus:
     if not cluster.prometheus_url:
         pytest.fail("this test needs Prometheus: set PROMETHEUS_URL with --cluster=kind or existing")
     handle = Prometheus(cluster.prometheus_url)
     wait_until("Prometheus ready", handle.ready, timeout=30)
     return handle
+
+
+@pytest.fixture
+def prometheus(cluster: Cluster) -> Prometheus:
+    # per test: a test before may have stopped or reloaded Prometheus
+    return _ready_prometheus(cluster)
+
+
+@pytest.fixture(scope="module")
+def module_prometheus(cluster: Cluster) -> Prometheus:
+    return _ready_prometheus(cluster)
 
 
 OperatorFactory = Callable[..., ManagedProcess]
@@ -182,11 +207,9 @@ def operator_kubeconfig(
     return path
 
 
-@pytest.fixture
-def operator_process(
-    cluster: Cluster, operator_kubeconfig: Path, tmp_path: Path
-) -> Iterator[OperatorFactory]:
-    """Start the operator as a subprocess (watching the given namespaces); stopped at the end."""
+@contextmanager
+def _operators(cluster: Cluster, operator_kubeconfig: Path, logs: Path) -> Iterator[OperatorFactory]:
+    """A factory of operator subprocesses (watching the given namespaces), all stopped at the end."""
     started: list[ManagedProcess] = []
     watched: set[str] = set()
 
@@ -210,26 +233,47 @@ def operator_process(
             "AIPOLICY_TICK_SECONDS": "1",
             **(extra_env or {}),
         }
-        process = ManagedProcess(args, env, tmp_path / f"operator-{len(started)}.log").start()
+        process = ManagedProcess(args, env, logs / f"operator-{len(started)}.log").start()
         started.append(process)
         return process
 
-    yield start
-    # Delete what the tests made while the operator still runs, so kopf releases its finalizers
-    # and the namespaces can go; then stop it.
-    for ns in watched:
-        cluster.kubectl(
-            "delete",
-            "inferenceservices,aibudgets,fallbackpolicies",
-            "--all",
-            "-n",
-            ns,
-            "--timeout=30s",
-            check=False,
-            timeout=40,
-        )
-    for process in started:
-        process.stop()
+    try:
+        yield start
+    finally:
+        # Delete what the tests made while the operator still runs, so kopf releases its
+        # finalizers and the namespaces can go; then stop it.
+        for ns in watched:
+            cluster.kubectl(
+                "delete",
+                "inferenceservices,aibudgets,fallbackpolicies",
+                "--all",
+                "-n",
+                ns,
+                "--timeout=30s",
+                check=False,
+                timeout=40,
+            )
+        for process in started:
+            process.stop()
+
+
+@pytest.fixture
+def operator_process(
+    cluster: Cluster, operator_kubeconfig: Path, tmp_path: Path
+) -> Iterator[OperatorFactory]:
+    """Start the operator as a subprocess (watching the given namespaces); stopped at the end."""
+    with _operators(cluster, operator_kubeconfig, tmp_path) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def module_operator_process(
+    cluster: Cluster, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorFactory]:
+    """operator_process for a module-scoped setup (with module_namespace): stopped after the
+    module's last test."""
+    with _operators(cluster, operator_kubeconfig, tmp_path_factory.mktemp("operator")) as start:
+        yield start
 
 
 @pytest.fixture(scope="session")

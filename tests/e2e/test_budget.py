@@ -31,6 +31,8 @@ import pytest
 
 from aipolicy.sim.model import ServiceId
 from aipolicy.sim.targets import service_target_groups, write_json_atomic
+from tests.e2e.builders import condition_of as _condition
+from tests.e2e.builders import status_of as _status
 from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
 from tests.e2e.conftest import OperatorFactory
 
@@ -122,18 +124,6 @@ def _api_service(name: str) -> dict[str, Any]:
 
 
 # ---- reading the cluster and Prometheus --------------------------------------------------------
-
-
-def _status(cluster: Cluster, kind: str, name: str, namespace: str) -> dict[str, Any]:
-    obj = cluster.get(kind, name, namespace) or {}
-    return dict(obj.get("status") or {})
-
-
-def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    for condition in status.get("conditions") or []:
-        if condition["type"] == type_:
-            return dict(condition)
-    return {}
 
 
 def _threshold_events(cluster: Cluster, namespace: str, budget: str) -> list[str]:

@@ -5,31 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tests.e2e.builders import deployment
 from tests.e2e.cluster import REPO, Cluster, Prometheus, wait_until
 
 
 def _gpu_deployment(name: str, gpus: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "server",
-                            "image": "registry.invalid/vllm:never-pulled",
-                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-                        }
-                    ]
-                },
-            },
-        },
+    server = {
+        "name": "server",
+        "image": "registry.invalid/vllm:never-pulled",
+        "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
     }
+    return deployment(name, server, labels={"app": name})
 
 
 def test_kubectl_reports_the_built_server_version(cluster: Cluster) -> None:

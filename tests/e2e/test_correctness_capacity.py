@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.builders import GROUP_VERSION, inference_service, ready_after
+from tests.e2e.builders import condition_of as _condition
+from tests.e2e.builders import status_of as _status
 from tests.e2e.cluster import Cluster, Prometheus, wait_until
 from tests.e2e.conftest import OperatorFactory
 from tests.e2e.test_budget import _assert_close, _budget, _query_at, _range, _settled
 
-GROUP_VERSION = "aipolicy.dev/v1alpha1"
 TEST_TAINT = "aipolicy.dev/e2e-node"
 NodeFactory = Callable[..., str]
 
@@ -94,29 +96,24 @@ def _isvc(
     tolerate: bool = True,
     replicas: int = 1,
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "InferenceService",
-        "metadata": {"name": name, "labels": {"team": "a"}},
-        "spec": {
-            "model": "meta-llama/Llama-3.1-8B-Instruct",
-            "serving": {
-                "image": "vllm/vllm-openai:v0.6.3",
-                "gpu": gpu,
-                "resources": {"cpu": "1", "memory": memory},
-                "nodeSelector": {"kubernetes.io/hostname": node},
-                "tolerations": _tolerate(node) if tolerate else [],
-                "podAnnotations": {"kwok.aipolicy.dev/ready-delay": "1s"},
-            },
-            "pricing": {"gpuHour": "36"},
-            "scaling": {
-                "minReplicas": replicas,
-                "maxReplicas": replicas,
-                "evaluationInterval": "2s",
-                "coldStartSeconds": 1,
-            },
+    return inference_service(
+        name,
+        labels={"team": "a"},
+        serving={
+            "gpu": gpu,
+            "resources": {"cpu": "1", "memory": memory},
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "tolerations": _tolerate(node) if tolerate else [],
+            "podAnnotations": ready_after("1s"),
         },
-    }
+        pricing={"gpuHour": "36"},
+        scaling={
+            "minReplicas": replicas,
+            "maxReplicas": replicas,
+            "evaluationInterval": "2s",
+            "coldStartSeconds": 1,
+        },
+    )
 
 
 def _gpu_shortage_policy(target: str) -> dict[str, Any]:
@@ -131,14 +128,6 @@ def _gpu_shortage_policy(target: str) -> dict[str, Any]:
             "evaluationInterval": "1s",
         },
     }
-
-
-def _status(cluster: Cluster, kind: str, name: str, namespace: str) -> dict[str, Any]:
-    return dict(((cluster.get(kind, name, namespace) or {}).get("status")) or {})
-
-
-def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
 
 
 def _capacity_false(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:

@@ -13,44 +13,24 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.builders import aibudget, steady_gpu_service
 from tests.e2e.cluster import REPO, Cluster, Prometheus, Simulator, free_port, wait_until
 from tests.e2e.conftest import OperatorFactory
 
-GROUP_VERSION = "aipolicy.dev/v1alpha1"
 MONITORING = REPO / "manifests" / "monitoring"
 
 
-def _isvc(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "InferenceService",
-        "metadata": {"name": name, "labels": {"team": "dash"}},
-        "spec": {
-            "model": "meta-llama/Llama-3.1-8B-Instruct",
-            "serving": {
-                "image": "vllm/vllm-openai:v0.6.3",
-                "gpu": {"count": 1},
-                "podAnnotations": {"kwok.aipolicy.dev/ready-delay": "1s"},
-            },
-            "pricing": {"gpuHour": "2.00"},
-            "scaling": {"minReplicas": 1, "maxReplicas": 1, "evaluationInterval": "5s"},
-        },
-    }
-
-
 def _budget() -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "AIBudget",
-        "metadata": {"name": "team"},
-        "spec": {
+    return aibudget(
+        "team",
+        {
             "selector": {"matchLabels": {"team": "dash"}},
             "limit": "1000",
             "period": {"type": "Daily", "timeZone": "UTC"},
             "evaluationInterval": "5s",
             "forecast": {"window": "1m"},
         },
-    }
+    )
 
 
 def _api(prometheus: Prometheus, path: str) -> Any:
@@ -89,7 +69,7 @@ def test_every_rule_evaluates_and_every_panel_shows_data(
     )
     try:
         for name in ("busy", "idle"):
-            cluster.apply(_isvc(name), namespace)
+            cluster.apply(steady_gpu_service(name, labels={"team": "dash"}), namespace)
         cluster.apply(_budget(), namespace)
         wait_until(
             "both services' pods Ready",

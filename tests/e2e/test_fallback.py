@@ -15,32 +15,35 @@ import json
 import time
 import urllib.error
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from tests.e2e.builders import aibudget
 from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
 from tests.e2e.conftest import OperatorFactory
+from tests.e2e.fallback_setup import (
+    ERROR_RATE_TRIGGER,
+    LARGE,
+    POLICY,
+    SERVICE_LABEL,
+    SMALL,
+    TRAFFIC,
+    _condition,
+    _front_door,
+    _large_with_traffic,
+    _pods_of,
+    _points_at,
+    _policy,
+    _status,
+    _switched_to,
+    _time,
+    _watching,
+)
 
-GROUP_VERSION = "aipolicy.dev/v1alpha1"
-SERVICE_LABEL = "aipolicy.dev/service"
-A100 = "NVIDIA-A100-SXM4-40GB"
-L4 = "NVIDIA-L4"
 NO_SUCH_GPU = "NVIDIA-H100-80GB-HBM3"  # no node has it: pods stay Pending, the service never Ready
-LARGE, SMALL = "large", "small"
-POLICY = "fallback"
 PROVIDER_URL = "https://api.openai.com/v1"
-# steady traffic, far below one replica's capacity, so only injected faults make errors
-TRAFFIC: dict[str, Any] = {
-    "kind": "constant",
-    "rate": 5,
-    "duration": 600,
-    "promptTokens": 100,
-    "outputTokens": 20,
-}
-# a short rate window and `for` keep the tests quick; 0.5 is far from both 0 and the fault's 0.8+
-ERROR_RATE_TRIGGER: dict[str, Any] = {"type": "ErrorRate", "threshold": 0.5, "window": "10s", "for": "2s"}
 
 
 # the reasons the state machine gives only when the front door moves
@@ -49,99 +52,10 @@ TRANSITION_REASONS = frozenset(
 )
 
 
-# ---- manifests ---------------------------------------------------------------------------------
-
-
-def _isvc(
-    name: str,
-    product: str,
-    *,
-    labels: dict[str, str] | None = None,
-    pricing: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "InferenceService",
-        "metadata": {"name": name, "labels": labels or {}},
-        "spec": {
-            "model": f"example/{name}",
-            "serving": {
-                "image": "vllm/vllm-openai:v0.6.3",
-                "gpu": {"count": 1, "product": product},
-                "resources": {"cpu": "1", "memory": "4Gi"},
-            },
-            "pricing": pricing or {"gpuHour": "2.50"},
-            "scaling": {"minReplicas": 1, "maxReplicas": 1},
-        },
-    }
-
-
-def _policy(
-    chain: list[dict[str, Any]],
-    triggers: list[dict[str, Any]],
-    *,
-    target: str = LARGE,
-    name: str = POLICY,
-    hold_for: str = "10s",
-    trigger_mode: str = "Any",
-) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "FallbackPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "target": target,
-            "triggers": triggers,
-            "triggerMode": trigger_mode,
-            "chain": chain,
-            "recovery": {"holdFor": hold_for, "minSwitchInterval": "2s"},
-            "evaluationInterval": "1s",
-        },
-    }
-
-
 # ---- reading the cluster -----------------------------------------------------------------------
 
 
-def _status(cluster: Cluster, kind: str, name: str, namespace: str) -> dict[str, Any]:
-    obj = cluster.get(kind, name, namespace) or {}
-    return dict(obj.get("status") or {})
-
-
-def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    for condition in status.get("conditions") or []:
-        if condition["type"] == type_:
-            return dict(condition)
-    return {}
-
-
 GATEWAY_SELECTOR = {"app.kubernetes.io/name": "aipolicy-gateway"}
-
-
-def _front_door(cluster: Cluster, namespace: str, name: str = LARGE) -> dict[str, Any]:
-    return dict((cluster.get("service", name, namespace) or {}).get("spec") or {})
-
-
-def _pods_of(cluster: Cluster, namespace: str, service: str) -> set[str]:
-    return {p["metadata"]["name"] for p in cluster.list("pods", namespace, f"{SERVICE_LABEL}={service}")}
-
-
-def _endpoint_pods(cluster: Cluster, namespace: str, name: str = LARGE) -> set[str]:
-    """The pods the front door's EndpointSlices list (by targetRef, never by address)."""
-    slices = cluster.list("endpointslices", namespace, f"kubernetes.io/service-name={name}")
-    return {
-        endpoint["targetRef"]["name"]
-        for s in slices
-        for endpoint in s.get("endpoints") or []
-        if (endpoint.get("targetRef") or {}).get("kind") == "Pod"
-    }
-
-
-def _points_at(cluster: Cluster, namespace: str, service: str) -> bool:
-    """The front door selects `service`'s pods and its EndpointSlices list exactly those."""
-    selector = _front_door(cluster, namespace).get("selector")
-    pods = _pods_of(cluster, namespace, service)
-    return bool(selector == {SERVICE_LABEL: service} and pods and _endpoint_pods(cluster, namespace) == pods)
 
 
 def _transition_events(cluster: Cluster, namespace: str, name: str = POLICY) -> list[dict[str, Any]]:
@@ -160,10 +74,6 @@ def _event_count(events: list[dict[str, Any]]) -> int:
 
 def _event_time(event: dict[str, Any]) -> str:
     return str(event.get("eventTime") or event.get("lastTimestamp") or event.get("firstTimestamp") or "")
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _get_fbp_columns(cluster: Cluster, namespace: str) -> dict[str, str]:
@@ -192,70 +102,6 @@ def _fresh_evaluation(cluster: Cluster, namespace: str, name: str = POLICY) -> d
         return status if status.get("observedGeneration", 0) >= generation else None
 
     return wait_until(f"{name} evaluated at generation {generation}", evaluated, timeout=30)
-
-
-# ---- setting up --------------------------------------------------------------------------------
-
-
-def _serving(cluster: Cluster, namespace: str, name: str) -> None:
-    def ready() -> bool:
-        status = _status(cluster, "inferenceservice", name, namespace)
-        return status.get("readyReplicas") == 1 and _condition(status, "Ready").get("status") == "True"
-
-    wait_until(f"{name} serving with one ready replica", ready, timeout=90)
-
-
-def _large_with_traffic(
-    cluster: Cluster,
-    namespace: str,
-    simulator: Simulator,
-    *,
-    small: str | None = L4,
-    large_labels: dict[str, str] | None = None,
-    large_pricing: dict[str, str] | None = None,
-    traffic: bool = True,
-) -> None:
-    """The large model serving traffic through its own front door; the small one (if any) up."""
-    cluster.apply(_isvc(LARGE, A100, labels=large_labels, pricing=large_pricing), namespace)
-    if small is not None:
-        cluster.apply(_isvc(SMALL, small), namespace)
-    _serving(cluster, namespace, LARGE)
-    if small == L4:
-        _serving(cluster, namespace, SMALL)
-    if traffic:
-        simulator.traffic(namespace, LARGE, TRAFFIC)
-    wait_until("the front door on the large model", lambda: _points_at(cluster, namespace, LARGE), timeout=60)
-
-
-def _watching(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    """Wait until the policy has readings and the target serves: the state before any fault."""
-
-    last: dict[str, Any] = {}
-
-    def clear() -> dict[str, Any] | None:
-        last.update(_status(cluster, "fallbackpolicy", POLICY, namespace))
-        metrics = _condition(last, "MetricsAvailable")
-        active = _condition(last, "FallbackActive")
-        ok = metrics.get("status") == "True" and active.get("reason") == "TriggersClear"
-        return last if ok else None
-
-    try:
-        return wait_until("the policy watching, triggers clear", clear, timeout=90)
-    except AssertionError as error:
-        raise AssertionError(f"{error}\npolicy status: {json.dumps(last, indent=1)}") from None
-
-
-def _switched_to(cluster: Cluster, namespace: str, backend: str) -> dict[str, Any]:
-    last: dict[str, Any] = {}
-
-    def active() -> dict[str, Any] | None:
-        last.update(_status(cluster, "fallbackpolicy", POLICY, namespace))
-        return last if last.get("active") and last.get("activeBackend") == backend else None
-
-    try:
-        return wait_until(f"the policy active on {backend}", active, timeout=90)
-    except AssertionError as error:
-        raise AssertionError(f"{error}\npolicy status: {json.dumps(last, indent=1)}") from None
 
 
 # ---- the tests ---------------------------------------------------------------------------------
@@ -464,11 +310,9 @@ def test_a_budget_reaching_degraded_switches_the_front_door(
     )
     tokens = f'vllm:generation_tokens_total{{namespace="{namespace}",service="{LARGE}"}}'
 
-    budget = {
-        "apiVersion": GROUP_VERSION,
-        "kind": "AIBudget",
-        "metadata": {"name": "spend"},
-        "spec": {
+    budget = aibudget(
+        "spend",
+        {
             "limit": "0.01",
             # Rolling: counted whole at every evaluation. A calendar period first catches up
             # from the 1st of the month in steps, which takes minutes late in the month.
@@ -484,7 +328,7 @@ def test_a_budget_reaching_degraded_switches_the_front_door(
             "thresholds": [{"percent": 50, "action": "Degrade"}],
             "evaluationInterval": "5s",
         },
-    }
+    )
     trigger = {"type": "Budget", "budget": "spend", "budgetStates": ["Degraded"], "for": "0s"}
     cluster.apply(_policy([{"inferenceService": SMALL}], [trigger], hold_for="5m"), namespace)
     cluster.apply(budget, namespace)

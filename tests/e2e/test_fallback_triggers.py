@@ -14,16 +14,16 @@ import contextlib
 import json
 import urllib.error
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from tests.e2e.builders import aibudget, deployment
 from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
 from tests.e2e.conftest import OperatorFactory
-from tests.e2e.test_fallback import (
+from tests.e2e.fallback_setup import (
     A100,
-    GROUP_VERSION,
     L4,
     LARGE,
     POLICY,
@@ -37,14 +37,11 @@ from tests.e2e.test_fallback import (
     _serving,
     _status,
     _switched_to,
+    _time,
     _watching,
 )
 
 TRIP = "trip"
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _trip_trigger(namespace: str) -> dict[str, Any]:
@@ -62,20 +59,9 @@ def _trip(cluster: Cluster, namespace: str, prometheus: Prometheus, on: bool) ->
 
 
 def _make_trip(cluster: Cluster, namespace: str, prometheus: Prometheus) -> None:
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": TRIP},
-        "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": {"app": TRIP}},
-            "template": {
-                "metadata": {"labels": {"app": TRIP}},
-                "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}]},
-            },
-        },
-    }
-    cluster.apply(deployment, namespace)
+    pause = {"name": "pause", "image": "registry.k8s.io/pause:3.10"}
+    trip = deployment(TRIP, pause, labels={"app": TRIP}, replicas=0)
+    cluster.apply(trip, namespace)
     query = f'kube_deployment_spec_replicas{{namespace="{namespace}",deployment="{TRIP}"}}'
     wait_until("the trip's series in Prometheus", lambda: prometheus.query(query), timeout=60)
 
@@ -235,11 +221,9 @@ def test_a_forecast_threshold_degrades_before_the_money_is_spent(
     large["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 1, "evaluationInterval": "2s"}
     cluster.apply(large, namespace)
     _serving(cluster, namespace, LARGE)
-    budget = {
-        "apiVersion": GROUP_VERSION,
-        "kind": "AIBudget",
-        "metadata": {"name": "spend"},
-        "spec": {
+    budget = aibudget(
+        "spend",
+        {
             "limit": "10",
             "period": {"type": "Rolling", "window": "1h"},
             "selector": {"matchLabels": labels},
@@ -247,7 +231,7 @@ def test_a_forecast_threshold_degrades_before_the_money_is_spent(
             "forecast": {"window": "30s"},
             "evaluationInterval": "2s",
         },
-    }
+    )
     cluster.apply(budget, namespace)
 
     def degraded() -> dict[str, Any] | None:

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.builders import GROUP_VERSION, aibudget
 from tests.e2e.cluster import Cluster, Prometheus, wait_until
 from tests.e2e.conftest import OperatorFactory
-from tests.e2e.test_fallback import (
+from tests.e2e.fallback_setup import (
     A100,
-    GROUP_VERSION,
     L4,
     LARGE,
     SMALL,
@@ -122,18 +122,16 @@ def test_a_degraded_service_switched_by_a_policy_shows_mode_and_backend(
     cluster.apply(_isvc(SMALL, L4), namespace)
     _serving(cluster, namespace, LARGE)
     _serving(cluster, namespace, SMALL)
-    budget = {
-        "apiVersion": GROUP_VERSION,
-        "kind": "AIBudget",
-        "metadata": {"name": "spend"},
-        "spec": {
+    budget = aibudget(
+        "spend",
+        {
             "limit": "10",
             "period": {"type": "Rolling", "window": "10m"},
             "selector": {"matchLabels": large_labels},
             "thresholds": [{"percent": 50, "action": "Degrade"}],
             "evaluationInterval": "2s",
         },
-    }
+    )
     cluster.apply(budget, namespace)
 
     def degraded() -> dict[str, Any] | None:

@@ -21,6 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from aipolicy.gateway import manifests
+from tests.e2e.builders import deployment, ready_after
 from tests.e2e.cluster import (
     Cluster,
     ManagedProcess,
@@ -332,22 +333,8 @@ def _selfhosted(
 
 def _deployment_of(name: str) -> dict[str, Any]:
     """Pods labelled as the operator labels them, for tests that run no operator."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"aipolicy.dev/service": name}},
-            "template": {
-                "metadata": {
-                    "labels": {"aipolicy.dev/service": name},
-                    "annotations": {"kwok.aipolicy.dev/ready-delay": "1s"},
-                },
-                "spec": {"containers": [{"name": "server", "image": "vllm/vllm-openai:v0.6.3"}]},
-            },
-        },
-    }
+    server = {"name": "server", "image": "vllm/vllm-openai:v0.6.3"}
+    return deployment(name, server, labels={"aipolicy.dev/service": name}, annotations=ready_after("1s"))
 
 
 def test_a_suspended_budget_refuses_with_429_and_no_backend_sees_it(

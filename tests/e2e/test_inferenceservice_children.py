@@ -9,29 +9,23 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.builders import GROUP_VERSION, MODEL, inference_service
 from tests.e2e.cluster import Cluster, free_port, wait_until
 from tests.e2e.conftest import OperatorFactory
 
-GROUP_VERSION = "aipolicy.dev/v1alpha1"
-
 
 def _isvc(name: str, **scaling: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "InferenceService",
-        "metadata": {"name": name, "labels": {"team": "a"}},
-        "spec": {
-            "model": "meta-llama/Llama-3.1-8B-Instruct",
-            "serving": {
-                "image": "vllm/vllm-openai:v0.6.3",
-                "args": ["--model", "meta-llama/Llama-3.1-8B-Instruct"],
-                "gpu": {"count": 1, "product": "NVIDIA-A100-SXM4-40GB"},
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            },
-            "pricing": {"gpuHour": "2.50"},
-            "scaling": {"minReplicas": 2, "maxReplicas": 4, **scaling},
+    return inference_service(
+        name,
+        labels={"team": "a"},
+        serving={
+            "args": ["--model", MODEL],
+            "gpu": {"count": 1, "product": "NVIDIA-A100-SXM4-40GB"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         },
-    }
+        pricing={"gpuHour": "2.50"},
+        scaling={"minReplicas": 2, "maxReplicas": 4, **scaling},
+    )
 
 
 def _condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

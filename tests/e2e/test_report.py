@@ -10,35 +10,17 @@ import shutil
 import subprocess
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.builders import steady_gpu_service
 from tests.e2e.cluster import REPO, Cluster, Prometheus, Simulator, python_module, wait_until
 from tests.e2e.conftest import OperatorFactory
 
-GROUP_VERSION = "aipolicy.dev/v1alpha1"
 TRAFFIC = {"kind": "constant", "rate": 4, "duration": 600, "promptTokens": 200, "outputTokens": 60}
-
-
-def _isvc(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "InferenceService",
-        "metadata": {"name": name, "labels": {"team": "report-e2e"}},
-        "spec": {
-            "model": "meta-llama/Llama-3.1-8B-Instruct",
-            "serving": {
-                "image": "vllm/vllm-openai:v0.6.3",
-                "gpu": {"count": 1},
-                "podAnnotations": {"kwok.aipolicy.dev/ready-delay": "1s"},
-            },
-            "pricing": {"gpuHour": "2.00"},
-            "scaling": {"minReplicas": 1, "maxReplicas": 1, "evaluationInterval": "5s"},
-        },
-    }
 
 
 def _report(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,17 +46,19 @@ def _at(prometheus: Prometheus, promql: str, moment: datetime) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def served(
     cluster: Cluster,
-    namespace: str,
+    module_namespace: str,
     simulator: Simulator,
-    prometheus: Prometheus,
-    operator_process: OperatorFactory,
-) -> str:
-    """A self-hosted service with a minute and more of steady traffic in Prometheus."""
-    operator_process(namespace)
-    cluster.apply(_isvc("chat"), namespace)
+    module_prometheus: Prometheus,
+    module_operator_process: OperatorFactory,
+) -> Iterator[str]:
+    """A self-hosted service with a minute and more of steady traffic in Prometheus: one for the
+    module, since every test here only reads it (the two minutes of traffic are most of the time)."""
+    namespace = module_namespace
+    module_operator_process(namespace)
+    cluster.apply(steady_gpu_service("chat", labels={"team": "report-e2e"}), namespace)
     wait_until(
         "the service's pod Ready",
         lambda: (
@@ -87,7 +71,9 @@ def served(
         "two minutes of the service's requests in Prometheus",
         lambda: (
             (
-                prometheus.value(f'sum(increase(vllm:request_success_total{{namespace="{namespace}"}}[2m]))')
+                module_prometheus.value(
+                    f'sum(increase(vllm:request_success_total{{namespace="{namespace}"}}[2m]))'
+                )
                 or 0
             )
             > 200
@@ -95,16 +81,18 @@ def served(
         timeout=240,
         interval=5,
     )
-    return namespace
+    try:
+        yield namespace
+    finally:
+        simulator.stop_traffic(namespace, "chat")
 
 
 def test_the_report_counts_what_prometheus_counts(
-    cluster: Cluster, served: str, prometheus: Prometheus, simulator: Simulator
+    cluster: Cluster, served: str, prometheus: Prometheus
 ) -> None:
     end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
     result = _report(cluster, "-n", served, "--from", (end - timedelta(minutes=3)).isoformat(),
                      "--to", end.isoformat(), "-o", "json")  # fmt: skip
-    simulator.stop_traffic(served, "chat")
     assert result.returncode == 0, result.stderr
     model = json.loads(result.stdout)["models"][0]
     selector = f'namespace="{served}",service="chat"'

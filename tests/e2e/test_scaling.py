@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.e2e.builders import inference_service, ready_after
 from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
 from tests.e2e.conftest import OperatorFactory
 
-GROUP_VERSION = "aipolicy.dev/v1alpha1"
 # A replica decodes 16 sequences at 40 tokens/s each: ~10 requests/s of 60 output tokens.
 CAPACITY = {
     "capacity": {"prefillTokensPerSecond": 20000, "decodeTokensPerSecond": 3000, "maxConcurrentSequences": 16}
@@ -28,27 +28,16 @@ def _isvc(
     cold_start: str = "2s",
     **scaling: Any,
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "InferenceService",
-        "metadata": {"name": name},
-        "spec": {
-            "model": "meta-llama/Llama-3.1-8B-Instruct",
-            "serving": {
-                "image": "vllm/vllm-openai:v0.6.3",
-                "gpu": {"count": gpus, "product": product},
-                # kwok makes a pod Ready this long after it starts: the model server's cold start
-                "podAnnotations": {"kwok.aipolicy.dev/ready-delay": cold_start},
-            },
-            "pricing": {"gpuHour": "2.00"},
-            "scaling": {
-                "evaluationInterval": "2s",
-                "scaleDownStabilization": "10s",
-                "coldStartSeconds": 2,
-                **scaling,
-            },
+    return inference_service(
+        name,
+        serving={"gpu": {"count": gpus, "product": product}, "podAnnotations": ready_after(cold_start)},
+        scaling={
+            "evaluationInterval": "2s",
+            "scaleDownStabilization": "10s",
+            "coldStartSeconds": 2,
+            **scaling,
         },
-    }
+    )
 
 
 def _status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
@@ -186,8 +175,12 @@ def test_a_prewarm_schedule_starts_replicas_cold_start_seconds_before_its_window
         "pre-warmed replicas", lambda: _deployment_replicas(cluster, namespace, "morning") == 2, timeout=30
     )
     assert datetime.now(UTC) < opens, "pre-warm came after the window opened"
-    status = _status(cluster, namespace, "morning")
-    assert status["activePrewarm"] == "daily"
+    # the Deployment is scaled before the status is written: wait for the status to say why
+    wait_until(
+        "status naming the pre-warm",
+        lambda: _status(cluster, namespace, "morning").get("activePrewarm") == "daily",
+        timeout=30,
+    )
     wait_until(
         "ready before the window opens",
         lambda: _status(cluster, namespace, "morning").get("readyReplicas") == 2,

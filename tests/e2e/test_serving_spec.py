@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.builders import GROUP_VERSION, inference_service
 from tests.e2e.cluster import REPO, Cluster, wait_until
 from tests.e2e.conftest import OperatorFactory
 
-GROUP_VERSION = "aipolicy.dev/v1alpha1"
 SAMPLES = REPO / "manifests" / "samples"
 NODES = ("gpu-node-a100-0", "gpu-node-l4-0", "cpu-node-0")
 
@@ -29,17 +29,12 @@ def _crds(crds_installed: None) -> None:
 
 
 def _isvc(name: str, serving: dict[str, Any], replicas: int = 1) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "InferenceService",
-        "metadata": {"name": name},
-        "spec": {
-            "model": "meta-llama/Llama-3.1-8B-Instruct",
-            "serving": {"image": "vllm/vllm-openai:v0.6.3", **serving},
-            "pricing": {"gpuHour": "1.00"},
-            "scaling": {"minReplicas": replicas, "maxReplicas": replicas, "coldStartSeconds": 300},
-        },
-    }
+    return inference_service(
+        name,
+        serving=serving,
+        pricing={"gpuHour": "1.00"},
+        scaling={"minReplicas": replicas, "maxReplicas": replicas, "coldStartSeconds": 300},
+    )
 
 
 # A CPU-only server small enough for any of the three nodes.

@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any
 
 from aipolicy.sim.traffic import load_trace
+from tests.e2e.builders import deployment, ready_after
 from tests.e2e.cluster import Cluster, Prometheus, Simulator, wait_until
 
 SERVICE_LABEL = "aipolicy.dev/service"
@@ -16,30 +17,19 @@ SERVICE_LABEL = "aipolicy.dev/service"
 
 def _deployment(name: str, replicas: int) -> dict[str, Any]:
     """A model server as the operator would make it (labels tie pods to the service)."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {SERVICE_LABEL: name}},
-            "template": {
-                "metadata": {
-                    "labels": {SERVICE_LABEL: name, "aipolicy.dev/model": "llama-3-1-8b"},
-                    "annotations": {"kwok.aipolicy.dev/ready-delay": "1s"},
-                },
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "server",
-                            "image": "vllm/vllm-openai:v0.6.3",
-                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                        }
-                    ]
-                },
-            },
-        },
+    server = {
+        "name": "server",
+        "image": "vllm/vllm-openai:v0.6.3",
+        "resources": {"limits": {"nvidia.com/gpu": "1"}},
     }
+    return deployment(
+        name,
+        server,
+        labels={SERVICE_LABEL: name},
+        pod_labels={"aipolicy.dev/model": "llama-3-1-8b"},
+        annotations=ready_after("1s"),
+        replicas=replicas,
+    )
 
 
 def _ready(cluster: Cluster, namespace: str, name: str, replicas: int) -> None:

@@ -4,6 +4,7 @@ arithmetic is policy.economics.unit_economics."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 from aipolicy.api.economics import UnitEconomics
@@ -15,16 +16,19 @@ from aipolicy.policy.cycles import aligned
 from aipolicy.policy.economics import ECONOMICS_WINDOW, EconomicsReadings, unit_economics
 from aipolicy.policy.observations import Reading, Unavailable
 
-REFRESH = timedelta(minutes=1)
-#: How long after the minute's start its numbers are asked: scrapes that started before the
+#: Once a minute. AIPOLICY_ECONOMICS_REFRESH_SECONDS shortens it for the e2e tests (as
+#: AIPOLICY_TICK_SECONDS does the tick), read once at import.
+REFRESH = timedelta(seconds=int(os.environ.get("AIPOLICY_ECONOMICS_REFRESH_SECONDS", "60")))
+#: How long after the refresh instant its numbers are asked: scrapes that started before the
 #: instant are stamped before it but stored only when they finish, and a query that comes first
-#: misses them for good (status keeps that answer for the minute). On a loaded machine the e2e
-#: saw the last 15 s step of GPUs held missing (15/16 of the PromQL asked later); an hour's
-#: numbers lose nothing by waiting a few seconds more.
+#: misses them for good (status keeps that answer until the next refresh). On a loaded machine
+#: the e2e saw the last 15 s step of GPUs held missing (15/16 of the PromQL asked later); an
+#: hour's numbers lose nothing by waiting a few seconds more.
 SETTLE = timedelta(seconds=10)
-#: GPU-hours over a month are sampled every minute: a finer step costs Prometheus far more and
-#: changes an hour's total by a minute at most
-PERIOD_STEP_SECONDS = 60
+#: GPU-hours over a month are sampled once a refresh (every minute): a finer step costs
+#: Prometheus far more and changes an hour's total by a minute at most; one sample a refresh
+#: means each refresh sees a new one
+PERIOD_STEP_SECONDS = int(REFRESH.total_seconds())
 
 
 def due(economics: UnitEconomics | None, now: datetime) -> datetime | None:
