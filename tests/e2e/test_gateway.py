@@ -662,6 +662,12 @@ def test_a_budget_counts_what_the_gateway_spent_at_a_fallback_provider_for_its_s
     cluster.apply(budget, namespace)
     operator_process(namespace)
     gw = gateway(namespace, [SECRET])
+    # the gateway exports the step's spend at zero before any request, so Prometheus sees all
+    # of it grow (a counter first scraped with money in it would lose that money)
+    primed = (
+        f'aipolicy_gateway_spend_total{{namespace="{namespace}",service="cold",backend="provider/127.0.0.1"}}'
+    )
+    wait_until("Prometheus scraping the gateway", lambda: prometheus.value(primed) == 0, timeout=60)
     # the first answers come from the provider at once (later ones may find a pod up)
     status, headers, body = gw.chat("example/cold", 50, timeout=20)
     assert status == 200 and headers["x-aipolicy-backend"] == "provider/127.0.0.1", body
@@ -676,7 +682,11 @@ def test_a_budget_counts_what_the_gateway_spent_at_a_fallback_provider_for_its_s
         spent = ((cluster.get("aibudget", "team-budget", namespace) or {}).get("status") or {}).get("spent")
         return float(spent) if spent is not None and abs(float(spent) - paid) < 1e-5 else None
 
-    wait_until("the budget counting the provider's money", counted, timeout=120, interval=1)
+    try:
+        wait_until("the budget counting the provider's money", counted, timeout=120, interval=1)
+    except AssertionError as error:
+        status = (cluster.get("aibudget", "team-budget", namespace) or {}).get("status")
+        raise AssertionError(f"{error}; paid {paid}; budget status {status}") from None
 
 
 def test_overflow_sends_the_excess_of_a_burst_to_the_provider(

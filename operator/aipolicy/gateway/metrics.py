@@ -9,6 +9,7 @@ from a LiteLLM proxy. Keys never appear: labels are names of Kubernetes objects 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -164,6 +165,14 @@ class GatewayMetrics:
                 self.litellm_failed.labels(namespace, api_service, str(status)).inc()
             elif seconds is not None:
                 self.litellm_latency.labels(namespace, api_service).observe(seconds)
+
+    def prime(self, namespace: str, backends: Iterable[tuple[str, str, str]]) -> None:
+        """Export the token and spend counters of each (service, backend, currency) at zero if
+        they are not there yet (routing.known_backends says why)."""
+        for service, backend, currency in backends:
+            self.prompt_tokens.labels(namespace, service, backend)
+            self.completion_tokens.labels(namespace, service, backend)
+            self.spend.labels(namespace, service, backend, currency)
 
     def usage(
         self,

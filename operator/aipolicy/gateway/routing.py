@@ -352,6 +352,28 @@ def _with_model(target: Target, requested_model: str) -> Target:
     return target
 
 
+def known_backends(snapshot: Snapshot) -> set[tuple[str, str, str]]:
+    """(service, backend label, currency) of every backend a request for a service could be
+    metered at now: its own, and each step of its policy's chain.
+
+    The gateway exports these at zero before any request, as Prometheus asks of counters: a
+    series first seen with its first request already counted loses that request to
+    ``increase()``, and a budget would never count a fallback's first minutes of spend.
+    """
+    known: set[tuple[str, str, str]] = set()
+    for name, obj in snapshot.services.items():
+        spec = _spec(snapshot, obj)
+        if spec is None:
+            continue
+        currency = spec.pricing.currency
+        targets = [_own_target(snapshot, name, spec)]
+        policy = _policy_of(snapshot, name)
+        if policy is not None:
+            targets += [t for step in policy[0].chain if (t := _step_target(snapshot, step, currency))]
+        known |= {(name, target.label, currency) for target in targets}
+    return known
+
+
 def route(
     snapshot: Snapshot,
     name: str,

@@ -36,6 +36,7 @@ from aipolicy.gateway.routing import (
     ProviderTarget,
     Refuse,
     find_service,
+    known_backends,
     known_models,
     route,
 )
@@ -184,6 +185,7 @@ class Gateway:
         return web.Response(text="ok\n")
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        self.metrics.prime(self.namespace, known_backends(self.store.snapshot()))
         return web.Response(
             body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

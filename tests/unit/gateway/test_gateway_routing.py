@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from aipolicy.gateway.metrics import GatewayMetrics
 from aipolicy.gateway.routing import (
     Endpoint,
     Forward,
@@ -15,6 +16,7 @@ from aipolicy.gateway.routing import (
     Refuse,
     Snapshot,
     find_service,
+    known_backends,
     known_models,
     route,
 )
@@ -201,3 +203,23 @@ def test_a_suspended_step_is_not_usable_for_the_bridge() -> None:
     )
     # the budget selects everything: chat itself is suspended first
     assert isinstance(route(snap, "chat", NOW), Refuse)
+
+
+def test_every_backend_a_service_could_be_metered_at_is_known_before_any_request() -> None:
+    """The gateway exports these counters at zero, so Prometheus sees each one grow from 0."""
+    assert known_backends(_snap(policies=(_policy(),))) == {
+        ("chat", "service/chat", "USD"),
+        ("chat", "service/small", "USD"),
+        ("chat", "provider/api.example.com", "USD"),
+        ("small", "service/small", "USD"),
+        ("gpt", "service/gpt", "USD"),
+    }
+
+
+def test_primed_counters_are_exported_at_zero() -> None:
+    metrics = GatewayMetrics()
+    metrics.prime("ns", {("chat", "provider/api.example.com", "USD")})
+    labels = {"namespace": "ns", "service": "chat", "backend": "provider/api.example.com"}
+    registry = metrics.registry
+    assert registry.get_sample_value("aipolicy_gateway_spend_total", {**labels, "currency": "USD"}) == 0
+    assert registry.get_sample_value("aipolicy_gateway_completion_tokens_total", labels) == 0
