@@ -171,7 +171,9 @@ def test_an_api_service_shows_what_its_traffic_would_cost_on_gpus(
             "apiCapacity": {"baseLatencySeconds": 0.2, "outputTokensPerSecond": 400},
         },
     )
-    operator_process(namespace, extra_env={"AIPOLICY_ECONOMICS_REFRESH_SECONDS": str(REFRESH_SECONDS)})
+    # economics once a minute (not the shorter refresh above): the sizing below needs an hour
+    # window with a minute or more of the traffic in it
+    operator_process(namespace)
     cluster.apply(_api_isvc("gpt", ALTERNATIVE), namespace)
     simulator.traffic(
         namespace,
