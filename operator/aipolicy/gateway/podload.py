@@ -53,6 +53,8 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
 class _Pod:
     queued_tokens: int = 0
     answering: int = 0
+    #: requests at the pod now: what says when to forget it (a request's prompt may count 0 tokens)
+    flights: int = 0
 
 
 class Flight:
@@ -62,7 +64,9 @@ class Flight:
         self._pods, self._pod, self._tokens = pods, pod, tokens
         self._answering = False
         self._done = False
-        pods.setdefault(pod, _Pod()).queued_tokens += tokens
+        load = pods.setdefault(pod, _Pod())
+        load.queued_tokens += tokens
+        load.flights += 1
 
     def answering(self) -> None:
         if self._answering or self._done:
@@ -81,7 +85,8 @@ class Flight:
             load.answering -= 1
         else:
             load.queued_tokens -= self._tokens
-        if load.queued_tokens == 0 and load.answering == 0:
+        load.flights -= 1
+        if load.flights == 0:
             del self._pods[self._pod]
 
 

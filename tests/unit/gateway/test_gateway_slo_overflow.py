@@ -101,6 +101,20 @@ def test_pod_loads_follow_each_request_from_sent_to_answering_to_done() -> None:
     assert loads.view() == {}
 
 
+def test_a_pod_is_forgotten_only_when_its_last_request_ends_even_with_empty_prompts() -> None:
+    """Two requests whose prompts count 0 tokens: the first ending must not drop the pod while
+    the second is still there (the gateway answered 500 to every such concurrent request)."""
+    loads = PodLoads()
+    first, second = loads.sent("pod-a", 0), loads.sent("pod-a", 0)
+    first.answering()
+    first.done()
+    assert loads.view() == {"pod-a": ReplicaLoad(0.0, 0)}
+    second.answering()
+    assert loads.view() == {"pod-a": ReplicaLoad(0.0, 1)}
+    second.done()
+    assert loads.view() == {}
+
+
 def test_prompt_tokens_are_estimated_from_the_text() -> None:
     chat = {"messages": [{"role": "user", "content": "x" * 4000}, {"role": "system", "content": "y" * 400}]}
     assert estimate_prompt_tokens(chat) == 1100 + 8
