@@ -21,7 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from aipolicy.gateway import manifests
-from tests.e2e.builders import deployment, ready_after
+from tests.e2e.builders import aibudget, deployment, ready_after
 from tests.e2e.cluster import (
     Cluster,
     ManagedProcess,
@@ -214,6 +214,21 @@ def _api_backed_gpt(cluster: Cluster, simulator: Simulator, namespace: str) -> N
     cluster.apply(_provider_service("gpt", simulator, namespace), namespace)
 
 
+def _team_budget(*, limit: str, thresholds: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    """The daily budget `team-budget` of team a's services, evaluated every 2 s."""
+    return aibudget(
+        "team-budget",
+        {
+            "limit": limit,
+            "period": {"type": "Daily"},
+            "selector": {"matchLabels": {"team": "a"}},
+            "thresholds": thresholds,
+            "evaluationInterval": "2s",
+            **spec,
+        },
+    )
+
+
 def _seen(simulator: Simulator, namespace: str, service: str) -> dict[str, Any]:
     result: dict[str, Any] = simulator._call("GET", f"/serving/{namespace}/{service}")
     return result
@@ -347,20 +362,10 @@ def test_a_suspended_budget_refuses_with_429_and_no_backend_sees_it(
 ) -> None:
     _api_backed_gpt(cluster, simulator, namespace)
     # at 150/600 per million, each request of ~3 prompt and 50 completion tokens costs ~$0.03
-    budget = {
-        "apiVersion": GROUP_VERSION,
-        "kind": "AIBudget",
-        "metadata": {"name": "team-budget"},
-        "spec": {
-            "limit": "0.05",
-            "period": {"type": "Daily"},
-            "selector": {"matchLabels": {"team": "a"}},
-            "thresholds": [{"percent": 100, "action": "Suspend"}],
-            "hysteresisPercent": 0,
-            "evaluationInterval": "2s",
-        },
-    }
-    cluster.apply(budget, namespace)
+    cluster.apply(
+        _team_budget(limit="0.05", thresholds=[{"percent": 100, "action": "Suspend"}], hysteresisPercent=0),
+        namespace,
+    )
     operator_process(namespace)
     gw = gateway(namespace, [SECRET])
     for _ in range(3):
@@ -647,19 +652,7 @@ def test_a_budget_counts_what_the_gateway_spent_at_a_fallback_provider_for_its_s
     step = _provider_step(simulator, namespace)
     step["provider"] |= {"inputPerMillionTokens": "150", "outputPerMillionTokens": "600"}
     cluster.apply(_policy([step], target="cold", coldStartBridge=True), namespace)
-    budget = {
-        "apiVersion": GROUP_VERSION,
-        "kind": "AIBudget",
-        "metadata": {"name": "team-budget"},
-        "spec": {
-            "limit": "1000",
-            "period": {"type": "Daily"},
-            "selector": {"matchLabels": {"team": "a"}},
-            "thresholds": [{"percent": 90, "action": "Notify"}],
-            "evaluationInterval": "2s",
-        },
-    }
-    cluster.apply(budget, namespace)
+    cluster.apply(_team_budget(limit="1000", thresholds=[{"percent": 90, "action": "Notify"}]), namespace)
     operator_process(namespace)
     gw = gateway(namespace, [SECRET])
     # the gateway exports the step's spend at zero before any request, so Prometheus sees all

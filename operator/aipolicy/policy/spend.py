@@ -182,10 +182,10 @@ def service_cost(pricing: Pricing, usage: ServiceUsage) -> ServiceCost | Unavail
     gpu = _priced(usage.gpu_hours, pricing.gpu_hour, Decimal(1), "GPU-hours")
     if isinstance(gpu, Unavailable):
         return gpu
-    # already money: priced at one unit per unit
-    fallback = _priced(usage.fallback_spend, "1", Decimal(1), "spend at fallback providers")
+    fallback = _amount(usage.fallback_spend, "spend at fallback providers")  # already money
     if isinstance(fallback, Unavailable):
         return fallback
+    fallback = quantize_money(fallback)
     with localcontext(MONEY_CONTEXT):
         return ServiceCost(usage.service, input_, output, gpu, input_ + output + gpu + fallback, fallback)
 
