@@ -32,27 +32,36 @@ def _leadership(clock: FakeClock) -> Leadership:
     return Leadership("aipolicy", "aipolicy-system", "me", Timing(), clock)
 
 
-def test_every_timer_of_the_operator_is_gated() -> None:
+def test_every_evaluation_cycle_of_the_operator_is_gated_and_its_start_is_not() -> None:
     import aipolicy.controllers.handlers  # noqa: F401  (registers the handlers)
+    from aipolicy.controllers import cycle
 
     registry = kopf.get_default_registry()
-    timers = {h.id for h in registry._spawning.get_all_handlers()}
-    assert len(timers) >= 3  # InferenceService, AIBudget, FallbackPolicy
+    plurals = {each.plural for each in cycle.CYCLES}
+    assert plurals == {"inferenceservices", "aibudgets", "fallbackpolicies"}
+    assert not registry._spawning.get_all_handlers()  # no timer per object any more
     fresh = kopf.OperatorRegistry()
-    for handler in registry._spawning.get_all_handlers():
-        fresh._spawning.append(handler)
+    for handler in registry._watching.get_all_handlers():
+        fresh._watching.append(handler)
     for handler in registry._indexing.get_all_handlers():
         fresh._indexing.append(handler)
-    leadership = _leadership(FakeClock())
-    assert gate_handlers(fresh, leadership) == len(timers)
-    after = fresh._spawning.get_all_handlers()
-    assert {h.id for h in after} == timers  # same ids: kopf's bookkeeping is unchanged
-    originals = {h.id: h.fn for h in registry._spawning.get_all_handlers()}
-    for handler in after:
-        assert handler.fn is not originals[handler.id]
-        assert handler.fn.__wrapped__ is originals[handler.id]  # type: ignore[attr-defined]
-    # indexes go on filling on standbys: untouched
-    assert list(fresh._indexing.get_all_handlers()) == list(registry._indexing.get_all_handlers())
+    saved = {each.plural: each.evaluate for each in cycle.CYCLES}
+    try:
+        leadership = _leadership(FakeClock())
+        assert gate_handlers(fresh, leadership) == len(cycle.CYCLES)
+        for each in cycle.CYCLES:
+            assert each.evaluate is not each.ungated
+            assert each.evaluate.__wrapped__ is each.ungated  # type: ignore[attr-defined]
+        # a standby's cycles run (their evaluations return at once): their starts are not gated
+        starts = {h.id: h.fn for h in fresh._watching.get_all_handlers()}
+        assert cycle.STARTERS <= starts.keys()
+        originals = {h.id: h.fn for h in registry._watching.get_all_handlers()}
+        assert all(starts[id] is originals[id] for id in cycle.STARTERS)
+        # indexes go on filling on standbys: untouched
+        assert list(fresh._indexing.get_all_handlers()) == list(registry._indexing.get_all_handlers())
+    finally:
+        for each in cycle.CYCLES:
+            each.evaluate = saved[each.plural]
 
 
 async def test_a_standby_does_not_call_the_handler() -> None:

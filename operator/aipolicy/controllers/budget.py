@@ -33,6 +33,7 @@ from aipolicy.api.conditions import DEGRADED, EXCEEDED, METRICS_AVAILABLE, PRICI
 from aipolicy.api.inferenceservice import InferenceService
 from aipolicy.api.reading import read
 from aipolicy.controllers import metrics
+from aipolicy.controllers.cycle import cycle
 from aipolicy.controllers.evaluation import Step, begin, finish, post_events
 from aipolicy.controllers.events import write_status
 from aipolicy.controllers.indexes import Key
@@ -269,7 +270,7 @@ def record_metrics(budget: AIBudget, evaluation: BudgetEvaluation) -> None:
     metrics.set_or_clear(metrics.BUDGET_FORECAST, (namespace, name, spec.currency), forecast)
 
 
-@kopf.timer("aipolicy.dev", "v1alpha1", "aibudgets", interval=TICK, initial_delay=1.5)  # type: ignore[arg-type]
+@cycle("aibudgets", index="aibudgets_by_key", tick=TICK, initial_delay=1.5)
 async def evaluate_aibudget(
     body: kopf.Body,
     patch: kopf.Patch,

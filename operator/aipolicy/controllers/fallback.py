@@ -21,6 +21,7 @@ from aipolicy.api.conditions import FALLBACK_ACTIVE, METRICS_AVAILABLE, READY
 from aipolicy.api.fallbackpolicy import FallbackPolicy, Trigger
 from aipolicy.api.inferenceservice import GPU, InferenceServiceStatus
 from aipolicy.controllers import metrics
+from aipolicy.controllers.cycle import cycle
 from aipolicy.controllers.evaluation import begin, finish
 from aipolicy.controllers.indexes import Key, one
 from aipolicy.controllers.runtime import Runtime
@@ -222,7 +223,7 @@ async def gather(
     )
 
 
-@kopf.timer("aipolicy.dev", "v1alpha1", "fallbackpolicies", interval=TICK, initial_delay=1.0)  # type: ignore[arg-type]
+@cycle("fallbackpolicies", index="fallbackpolicies_by_key", tick=TICK, initial_delay=1.0)
 async def evaluate_fallback_policy(
     body: kopf.Body,
     namespace: str,

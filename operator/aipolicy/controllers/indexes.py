@@ -141,6 +141,20 @@ def inferenceservices_by_namespace(namespace: str, body: kopf.Body, **_: Any) ->
 
 
 @kopf.index("aipolicy.dev", "v1alpha1", "aibudgets")  # type: ignore[arg-type]
+def aibudgets_by_key(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    """Every budget: the objects its evaluation cycle walks (controllers/cycle.py)."""
+    return {(namespace, name): slim_resource(body)}
+
+
+@kopf.index("aipolicy.dev", "v1alpha1", "fallbackpolicies")  # type: ignore[arg-type]
+def fallbackpolicies_by_key(
+    namespace: str, name: str, body: kopf.Body, **_: Any
+) -> dict[Key, dict[str, Any]]:
+    """Every policy: the objects its evaluation cycle walks (controllers/cycle.py)."""
+    return {(namespace, name): slim_resource(body)}
+
+
+@kopf.index("aipolicy.dev", "v1alpha1", "aibudgets")  # type: ignore[arg-type]
 def aibudgets_by_namespace(namespace: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
     return {namespace: slim_resource(body)}
 

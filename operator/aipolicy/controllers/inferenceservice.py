@@ -37,6 +37,7 @@ from aipolicy.api.inferenceservice import (
 )
 from aipolicy.api.reading import read
 from aipolicy.controllers import economics, evaluation, metrics, slo
+from aipolicy.controllers.cycle import cycle
 from aipolicy.controllers.events import StatusConditions, status_differs, write_status
 from aipolicy.controllers.indexes import Key, observed_gateway
 from aipolicy.controllers.runtime import Runtime
@@ -159,7 +160,7 @@ class Pass:
         return (self.isvc.metadata.namespace, self.isvc.metadata.name)
 
 
-@kopf.timer("aipolicy.dev", "v1alpha1", "inferenceservices", interval=TICK, initial_delay=0.5)  # type: ignore[arg-type]
+@cycle("inferenceservices", index="inferenceservices_by_key", tick=TICK, initial_delay=0.5)
 async def reconcile_inference_service(
     body: kopf.Body,
     namespace: str,

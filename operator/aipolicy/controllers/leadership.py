@@ -2,10 +2,9 @@
 
 Every replica runs kopf in full (watches, indexes), so a standby that takes over has warm
 indexes and acts at its first tick. What it must not do is act: :func:`gate_handlers` wraps
-every timer, daemon and change handler in kopf's registry so that it returns at once, without
-touching anything, unless this replica leads. Indexing handlers are left alone (they only
-fill memory). kopf's own bookkeeping is not ours to gate: every replica adds and removes the
-same finalizer kopf needs for timers (idempotent, the same patch whoever makes it).
+every evaluation of the evaluation cycles (controllers/cycle.py), and every timer, daemon and
+change handler in kopf's registry, so that it returns at once, without touching anything,
+unless this replica leads. Indexing handlers are left alone (they only fill memory).
 
 The election itself (policy/lease.py decides, this module reads and writes the Lease):
 
@@ -342,22 +341,33 @@ def _api_message(error: ApiException) -> str:
 
 
 def gate_handlers(registry: kopf.OperatorRegistry, leadership: Leadership) -> int:
-    """Make every acting handler of ``registry`` run only on the leader; returns how many.
+    """Make every evaluation of the evaluation cycles, and every acting handler of
+    ``registry``, run only on the leader; returns how many.
 
     kopf has no public hook for this (its peering pauses whole watch streams, indexes
     included, and takes up to a minute to hand over), so the handlers are swapped in its
-    registry, each for a gated copy with the same id: kopf keeps calling them as before.
-    tests/unit/test_leadership.py checks that every timer of the operator is gated, so a kopf
-    release that moves the registry fails loudly.
+    registry, each for a gated copy with the same id: kopf keeps calling them as before. The
+    handlers that start the cycles are left alone: a standby's cycles must run, so that its
+    evaluations act the moment it leads (controllers/cycle.py). tests/unit/test_leadership.py
+    checks that every cycle of the operator is gated, so a kopf release that moves the registry
+    fails loudly.
     """
+    from aipolicy.controllers import cycle
+
     gated = 0
     parts: tuple[Any, ...] = (registry._spawning, registry._changing, registry._watching)
     for part in parts:
         handlers = []
         for handler in part._handlers:
+            if handler.id in cycle.STARTERS:
+                handlers.append(handler)
+                continue
             if not asyncio.iscoroutinefunction(handler.fn):
                 raise TypeError(f"{handler.id}: only async handlers can be gated")
             handlers.append(replace(handler, fn=leadership.only_when_leading(handler.fn)))
             gated += 1
         part._handlers = handlers
+    for each in cycle.CYCLES:
+        each.evaluate = leadership.only_when_leading(each.ungated)
+        gated += 1
     return gated

@@ -31,6 +31,7 @@ class Runtime:
 
     @staticmethod
     def default_tick() -> float:
-        """How often every object's timer wakes up; each kind's evaluationInterval gates the
-        real work. Read once, at import, because kopf fixes timer intervals at registration."""
+        """How often each kind's evaluation cycle walks its objects (controllers/cycle.py); each
+        kind's evaluationInterval gates the real work. Read once, at import, where the cycles
+        are registered."""
         return float(os.environ.get("AIPOLICY_TICK_SECONDS", "2"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from aipolicy.controllers import metrics
+from aipolicy.controllers import cycle, metrics
 from aipolicy.controllers.runtime import Runtime
 from aipolicy.kube.client import Kube, load_config
 from aipolicy.observe import presets
@@ -44,3 +44,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     memo["runtime"] = Runtime(prometheus=cache, kube=Kube(), metric_names=names)
     if not url:
         logger.warning("no Prometheus URL: metrics are unavailable and every policy says so")
+
+
+@kopf.on.cleanup()
+async def stop_cycles(**_: Any) -> None:
+    """The evaluation cycles end with the operator, their evaluations in flight cancelled."""
+    await cycle.stop_all()

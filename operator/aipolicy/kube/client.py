@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from aipolicy.kube.children import FIELD_MANAGER
 
 APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
 
 #: The kinds the operator writes, by their API group attribute of :class:`Kube` and the resource
 #: part of the client's method names (``patch_namespaced_<resource>``, ``delete_namespaced_...``).
@@ -47,6 +48,7 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api()
         self.policy = kubernetes.client.PolicyV1Api()
         self.rbac = kubernetes.client.RbacAuthorizationV1Api()
+        self.custom = kubernetes.client.CustomObjectsApi()
 
     def _call(self, verb: str, kind: str) -> Any:
         """The client method that does `verb` (patch, delete) to a namespaced `kind` we own."""
@@ -73,6 +75,19 @@ class Kube:
         response: Any = call(meta["name"], meta["namespace"], manifest, **kwargs)
         stored: dict[str, Any] = json.loads(response.data)
         return stored
+
+    async def patch_custom_status(
+        self, group: str, version: str, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        """A JSON merge patch of one of our own resources' status subresource (a null removes a
+        field)."""
+
+        def patch_status() -> None:
+            self.custom.patch_namespaced_custom_object_status(
+                group, version, namespace, plural, name, patch, _content_type=MERGE, _preload_content=False
+            )
+
+        await asyncio.to_thread(patch_status)
 
     async def delete_deployment(self, namespace: str, name: str) -> None:
         await self.delete("Deployment", namespace, name)
