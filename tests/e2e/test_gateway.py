@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -720,6 +721,92 @@ def test_overflow_sends_the_excess_of_a_burst_to_the_provider(
     assert all(
         a[1]["x-aipolicy-mode"] == "Overflow" for a in answers if a[1]["x-aipolicy-backend"] != "service/chat"
     )
+
+
+def _slo_rate(status: dict[str, Any]) -> float | None:
+    """The request rate SLO sizing observed, from its summary in the ScalingActive message."""
+    active = next((c for c in status.get("conditions") or [] if c["type"] == "ScalingActive"), {})
+    found = re.search(r"([0-9.]+(?:e[+-]?[0-9]+)?) req/s \(", active.get("message", ""))
+    return float(found.group(1)) if found else None
+
+
+def test_slo_sizing_counts_the_requests_that_overflowed(
+    cluster: Cluster,
+    namespace: str,
+    simulator: Simulator,
+    prometheus: Prometheus,
+    operator_process: OperatorFactory,
+    gateway: GatewayFactory,
+) -> None:
+    """The replica holds 2 requests of 2 s each, so its pods finish at most 1 request/s; the
+    clients send 4/s and the rest overflows to the provider. SLO sizing must see the 4."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    _provider(simulator, namespace, "api")
+    cluster.apply(_secret(SECRET, KEY), namespace)
+    simulator.configure(
+        namespace,
+        "chat",
+        {
+            "modelName": "example/chat",
+            "capacity": {
+                "prefillTokensPerSecond": 50000,
+                "decodeTokensPerSecond": 400,
+                "perSequenceDecodeTokensPerSecond": 20,
+            },
+        },
+    )
+    sized = _selfhosted(
+        "chat",
+        min_replicas=1,
+        front_door={"maxInFlightPerReplica": 2, "overflow": "Fallback"},
+        metric={"type": "SLO", "window": "10s"},
+        evaluationInterval="2s",
+        slo={"ttftP95": 2, "profile": "L4/8B"},
+    )
+    cluster.apply(sized, namespace)
+    cluster.apply(_policy([_provider_step(simulator, namespace)], target="chat"), namespace)
+    operator_process(namespace)
+    gw = gateway(namespace, [SECRET])
+    wait_until("a ready pod behind the gateway", lambda: gw.chat("example/chat", 1)[0] == 200, timeout=90)
+
+    stop = threading.Event()
+    answers: list[Answer] = []
+
+    def clients() -> None:  # 4 requests a second of 40 output tokens, at most 75 s
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            for _ in range(300):
+                if stop.wait(0.25):
+                    break
+                pool.submit(lambda: answers.append(gw.chat("example/chat", 40, timeout=30)))
+
+    sender = threading.Thread(target=clients, daemon=True)
+    sender.start()
+
+    def status() -> dict[str, Any]:
+        return (cluster.get("inferenceservice", "chat", namespace) or {}).get("status") or {}
+
+    def all_demand_seen() -> float | None:
+        rate = _slo_rate(status())
+        return rate if rate is not None and rate >= 3 else None
+
+    try:
+        observed = wait_until(
+            "SLO sizing seeing the overflowed requests", all_demand_seen, timeout=70, interval=1
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}; status {status()}") from None
+    finally:
+        stop.set()
+        sender.join(timeout=60)
+    # the pods finished at most their 1 request/s: the rest was the provider's
+    finished = prometheus.value(
+        f'sum(rate(vllm:request_success_total{{namespace="{namespace}",service="chat"}}[10s]))'
+    )
+    assert finished is not None and finished < 1.5 < observed, (finished, observed)
+    assert all(a[0] == 200 for a in answers), [a[0] for a in answers]
+    assert any(a[1].get("x-aipolicy-mode") == "Overflow" for a in answers)
 
 
 def test_a_missing_secret_shows_in_the_services_conditions_without_the_operator_reading_secrets(

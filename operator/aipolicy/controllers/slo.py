@@ -24,8 +24,10 @@ Key = tuple[str, str]
 async def observe_load(
     rt: Runtime, isvc: InferenceService, key: Key, at: datetime
 ) -> ServiceLoad | Unavailable:
-    """Request rate and mean sizes over metric.window (finished requests: the served load; the
-    backlog is in ``waiting``)."""
+    """Request rate and mean sizes over metric.window: the demand, as the aipolicy gateway saw
+    it arrive (overflowed and refused requests included), else the model servers' finished
+    requests for a service the gateway does not front (presets.slo_load); the backlog is the
+    model servers' ``waiting``."""
     if rt.prometheus is None:
         return Unavailable("QueryError", "no Prometheus URL configured")
     queries = presets.slo_load(rt.metric_names, isvc.spec.scaling.metric.window)

@@ -347,13 +347,47 @@ def gpu_hours(window: str, step_seconds: int = 5, resource_name: str = "nvidia.c
     return f"sum_over_time(({held})[{open_left}ms:{step_seconds}s]) * {step_seconds / 3600:.9f}"
 
 
+def arriving(counter: str, window: str) -> str:
+    """Per second over the window, what arrived at the aipolicy gateway for each service: every
+    request (or token) of its own clients, whichever backend served it or none (an overflow to
+    an API provider, a fallback, a refusal), plus what other services' clients sent to its own
+    pods (their fallback or overflow to it, which its replicas carry).
+
+    A request counts once for a service, never twice: the one its clients sent to its own pods
+    (service=S, backend=service/S) is among its clients' and is taken out of the served ones.
+    """
+    clients = f"sum by ({BY}) (rate({counter}[{window}]))"
+    by_backend = f"sum by ({BY}, backend) (rate({_served_selector(counter)}[{window}]))"
+    # each client service's own backend label, to take its own pods' share out of the served
+    # ones (PromQL cannot compare two labels of a series; matching on a built one can)
+    own = f'label_replace({clients}, "backend", "{SERVICE_PREFIX}$1", "service", "(.+)")'
+    for_others = f"sum by ({BY}) ({served_by(f'{by_backend} unless on ({BY}, backend) {own}')})"
+    # added up per service where either has a series: told apart by a label, `or` keeps both
+    parts = (
+        f'label_replace({q}, "part", "{part}", "", "")'
+        for q, part in ((clients, "clients"), (for_others, "served"))
+    )
+    return f"sum by ({BY}) ({' or '.join(parts)})"
+
+
 def slo_load(names: MetricNames, window: str) -> tuple[str, str, str, str]:
-    """For scaling.metric.type SLO, per service: requests finished per second, prompt and
-    generated tokens per second over the window, and requests waiting in the model servers."""
+    """For scaling.metric.type SLO, per service: the demand (requests per second, prompt and
+    generated tokens per second over the window) and requests waiting in the model servers.
+
+    The demand is what arrived at the aipolicy gateway for the service (:func:`arriving`),
+    overflowed and refused requests included: the model servers count only what their pods
+    finished, so sized from them a service that overflows a burst would never see it. A service
+    the gateway has no series of keeps its model servers' finished requests and tokens (`or`,
+    per service: one source or the other, never both added).
+    """
+
+    def demand(through_gateway: str, finished: str) -> str:
+        return f"{arriving(through_gateway, window)} or sum by ({BY}) (rate({finished}[{window}]))"
+
     return (
-        f"sum by ({BY}) (rate({names.requests_finished}[{window}]))",
-        f"sum by ({BY}) (rate({names.prompt_tokens}[{window}]))",
-        f"sum by ({BY}) (rate({names.generation_tokens}[{window}]))",
+        demand(names.gateway_answers, names.requests_finished),
+        demand(names.gateway_prompt_tokens, names.prompt_tokens),
+        demand(names.gateway_completion_tokens, names.generation_tokens),
         f"sum by ({BY}) ({names.waiting})",
     )
 
