@@ -112,3 +112,31 @@ def test_a_changed_need_reapplies_every_object_in_order() -> None:
         "team-a", "img", GatewayNeed(owners=(("api", "uid-api"), ("big", "uid-big")), secrets=("k",))
     )
     assert [o["kind"] for o in to_repair(after, _observed_as_applied(before))] == list(KINDS)
+
+
+def _body(name: str, version: str, **spec: Any) -> dict[str, Any]:
+    metadata = {"name": name, "namespace": "team-a", "uid": f"uid-{name}", "resourceVersion": version}
+    return {"metadata": {**metadata, "generation": 1}, "spec": {"model": "m", **spec}}
+
+
+def test_the_need_is_decided_again_only_when_a_service_or_policy_changed() -> None:
+    from aipolicy.controllers.inferenceservice import _gateway_need
+    from aipolicy.controllers.runtime import Runtime
+
+    rt = Runtime(prometheus=None, kube=None)  # type: ignore[arg-type]  (nothing is called)
+    api = {"provider": {"url": "https://api.example.com/v1", "apiKeySecret": "example"}}
+    no_policies: dict[Any, list[dict[str, Any]]] = {}
+    first = _gateway_need(rt, "team-a", [_body("a", "1", **SERVING), _body("b", "1", **api)], no_policies)
+    assert first.owners == (("b", "uid-b"),)
+    # the same versions: the decision made from them, without reading the services again
+    same = _gateway_need(rt, "team-a", [_body("a", "1", **api), _body("b", "1", **api)], no_policies)
+    assert same is first
+    # a service changed: decided again from what it is now
+    changed = _gateway_need(rt, "team-a", [_body("a", "2", **api), _body("b", "1", **api)], no_policies)
+    assert changed.owners == (("a", "uid-a"), ("b", "uid-b"))
+    # a policy came: decided again (a chain to an API step needs the gateway)
+    policy = {"metadata": {"name": "p", "resourceVersion": "7"}, "spec": {"target": "a"}}
+    again = _gateway_need(
+        rt, "team-a", [_body("a", "2", **api), _body("b", "1", **api)], {("team-a", "a"): [policy]}
+    )
+    assert again is not changed

@@ -579,7 +579,7 @@ async def _reconcile_gateway(
     if checked - rt.gateway_checked.get(namespace, float("-inf")) < TICK / 2:
         return
     rt.gateway_checked[namespace] = checked
-    need = namespace_gateway.gateway_need(_with_chains(namespace, services, policies_by_target))
+    need = _gateway_need(rt, namespace, list(services), policies_by_target)
     try:
         if need.owners:
             await _repair_gateway(rt, namespace, need, observed, logger)
@@ -611,6 +611,34 @@ async def _repair_gateway(
         kinds = ", ".join(m["kind"] for m in repair)
         owners = ", ".join(n for n, _ in need.owners)
         logger.info("gateway of %s applied (%s) for %s", namespace, kinds, owners)
+
+
+def _gateway_need(
+    rt: Runtime,
+    namespace: str,
+    services: list[Mapping[str, Any]],
+    policies_by_target: kopf.Index[Key, dict[str, Any]],
+) -> namespace_gateway.GatewayNeed:
+    """What the namespace's gateway must serve, decided again only when one of its services or
+    their policies changed: reading a thousand services as models every tick was a fifth of the
+    operator's CPU at rest (BENCHMARKS.md)."""
+    policies = [p for s in services for p in policies_by_target.get((namespace, _name(s)), [])]
+    inputs = (_versions(services), _versions(policies))
+    cached = rt.gateway_need.get(namespace)
+    if cached is not None and cached[0] == inputs:
+        return cached[1]
+    need = namespace_gateway.gateway_need(_with_chains(namespace, services, policies_by_target))
+    rt.gateway_need[namespace] = (inputs, need)
+    return need
+
+
+def _name(body: Mapping[str, Any]) -> str:
+    return str(body.get("metadata", {}).get("name", ""))
+
+
+def _versions(bodies: Iterable[Mapping[str, Any]]) -> frozenset[tuple[str, str]]:
+    """Each object's name and resourceVersion: equal means none changed, none came or went."""
+    return frozenset((_name(b), str(b.get("metadata", {}).get("resourceVersion", ""))) for b in bodies)
 
 
 def _with_chains(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from aipolicy.kube.client import Kube
+from aipolicy.kube.gateway import GatewayNeed
 from aipolicy.observe.presets import MetricNames
 from aipolicy.observe.prometheus import QueryCache
 
@@ -28,6 +30,9 @@ class Runtime:
     #: When each namespace's gateway was last checked (monotonic), so that a namespace of many
     #: services checks once per tick, not once per service.
     gateway_checked: dict[str, float] = field(default_factory=dict)
+    #: Each namespace's gateway need with the versions of the services and policies it was
+    #: decided from (inferenceservice._gateway_need).
+    gateway_need: dict[str, tuple[Any, GatewayNeed]] = field(default_factory=dict)
 
     @staticmethod
     def default_tick() -> float:

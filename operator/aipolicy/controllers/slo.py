@@ -30,7 +30,9 @@ async def observe_load(
     model servers' ``waiting``."""
     if rt.prometheus is None:
         return Unavailable("QueryError", "no Prometheus URL configured")
-    queries = presets.slo_load(rt.metric_names, isvc.spec.scaling.metric.window)
+    # the service's own preset: an SGLang or TGI service's servers do not export vLLM's names
+    names = presets.metric_names(isvc.spec.metrics.preset, rt.metric_names)
+    queries = presets.slo_load(names, isvc.spec.scaling.metric.window)
     readings = [(await rt.prometheus.grouped(q, at)).reading_or_zero_when_answered(key) for q in queries]
     for r in readings:
         if isinstance(r, Unavailable):

@@ -32,12 +32,23 @@ OWNED_KINDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Connections the client keeps open to the API server: one per worker thread that may call it
+#: at once (asyncio's default pool is at most 32). With the client's default of 4, a burst of
+#: status patches from several threads opened, and closed, a TLS connection per call: a third of
+#: the operator's CPU at rest at 1,000 services went to handshakes (BENCHMARKS.md).
+CONNECTIONS_KEPT = 32
+
+
 def load_config() -> None:
-    """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config."""
+    """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config; keeping
+    :data:`CONNECTIONS_KEPT` connections open."""
     try:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = CONNECTIONS_KEPT
+    kubernetes.client.Configuration.set_default(configuration)
 
 
 class Kube:
