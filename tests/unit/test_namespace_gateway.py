@@ -114,29 +114,33 @@ def test_a_changed_need_reapplies_every_object_in_order() -> None:
     assert [o["kind"] for o in to_repair(after, _observed_as_applied(before))] == list(KINDS)
 
 
-def _body(name: str, version: str, **spec: Any) -> dict[str, Any]:
-    metadata = {"name": name, "namespace": "team-a", "uid": f"uid-{name}", "resourceVersion": version}
-    return {"metadata": {**metadata, "generation": 1}, "spec": {"model": "m", **spec}}
+def _body(name: str, generation: int, **spec: Any) -> dict[str, Any]:
+    metadata = {"name": name, "namespace": "team-a", "uid": f"uid-{name}", "generation": generation}
+    # every body a new resourceVersion: a status write changes it, and must not count
+    return {"metadata": {**metadata, "resourceVersion": str(id(spec))}, "spec": {"model": "m", **spec}}
 
 
-def test_the_need_is_decided_again_only_when_a_service_or_policy_changed() -> None:
-    from aipolicy.controllers.inferenceservice import _gateway_need
+def test_the_neighbours_are_decided_again_only_when_a_spec_changed_or_a_policy_came() -> None:
+    from aipolicy.controllers.inferenceservice import _neighbours
     from aipolicy.controllers.runtime import Runtime
 
     rt = Runtime(prometheus=None, kube=None)  # type: ignore[arg-type]  (nothing is called)
     api = {"provider": {"url": "https://api.example.com/v1", "apiKeySecret": "example"}}
-    no_policies: dict[Any, list[dict[str, Any]]] = {}
-    first = _gateway_need(rt, "team-a", [_body("a", "1", **SERVING), _body("b", "1", **api)], no_policies)
-    assert first.owners == (("b", "uid-b"),)
-    # the same versions: the decision made from them, without reading the services again
-    same = _gateway_need(rt, "team-a", [_body("a", "1", **api), _body("b", "1", **api)], no_policies)
+    none: dict[Any, list[dict[str, Any]]] = {}
+    first = _neighbours(rt, "team-a", [_body("a", 1, **SERVING), _body("b", 1, **api)], none)
+    assert first.gateway.owners == (("b", "uid-b"),) and first.api_services == {"b"}
+    # the same generations (only status written since): the answer decided from them
+    same = _neighbours(rt, "team-a", [_body("a", 1, **api), _body("b", 1, **api)], none)
     assert same is first
-    # a service changed: decided again from what it is now
-    changed = _gateway_need(rt, "team-a", [_body("a", "2", **api), _body("b", "1", **api)], no_policies)
-    assert changed.owners == (("a", "uid-a"), ("b", "uid-b"))
+    # a spec changed: decided again from what it is now
+    changed = _neighbours(rt, "team-a", [_body("a", 2, **api), _body("b", 1, **api)], none)
+    assert changed.gateway.owners == (("a", "uid-a"), ("b", "uid-b")) and changed.api_services == {"a", "b"}
     # a policy came: decided again (a chain to an API step needs the gateway)
-    policy = {"metadata": {"name": "p", "resourceVersion": "7"}, "spec": {"target": "a"}}
-    again = _gateway_need(
-        rt, "team-a", [_body("a", "2", **api), _body("b", "1", **api)], {("team-a", "a"): [policy]}
+    policy = {"metadata": {"name": "p", "generation": 1}, "spec": {"target": "a"}}
+    again = _neighbours(
+        rt, "team-a", [_body("a", 2, **api), _body("b", 1, **api)], {("team-a", "a"): [policy]}
     )
     assert again is not changed
+    # a service went
+    gone = _neighbours(rt, "team-a", [_body("b", 1, **api)], {("team-a", "a"): [policy]})
+    assert gone.api_services == {"b"}

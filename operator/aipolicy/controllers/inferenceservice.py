@@ -15,7 +15,7 @@ A pass, every tick (kopf keeps the indexes current; nothing here reads the API):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -40,7 +40,7 @@ from aipolicy.controllers import economics, evaluation, metrics, slo
 from aipolicy.controllers.cycle import cycle
 from aipolicy.controllers.events import StatusConditions, status_differs, write_status
 from aipolicy.controllers.indexes import Key, observed_gateway
-from aipolicy.controllers.runtime import Runtime
+from aipolicy.controllers.runtime import Neighbours, Runtime
 from aipolicy.gateway import manifests as gateway_manifests
 from aipolicy.kube import children
 from aipolicy.kube import gateway as namespace_gateway
@@ -180,8 +180,8 @@ async def reconcile_inference_service(
     rt: Runtime = memo["runtime"]
     key = (namespace, name)
     # before the quiet-inputs skip: the namespace's gateway depends on its other services
-    services: Iterable[Mapping[str, Any]] = inferenceservices_by_namespace.get(namespace, [])
-    await _reconcile_gateway(
+    services = list(inferenceservices_by_namespace.get(namespace, []))
+    neighbours = await _reconcile_gateway(
         rt, namespace, services, fallbackpolicies_by_target, observed_gateway(_, namespace), logger
     )
     related = Related(
@@ -191,7 +191,7 @@ async def reconcile_inference_service(
         deployments=list(deployments_by_service.get(key, [])),
         front_doors=list(services_by_service.get(key, [])),
         disruption_budgets=list(disruption_budgets_by_service.get(key, [])),
-        api_services=frozenset(api_backed(services)),
+        api_services=neighbours.api_services,
     )
     await _reconcile(rt, memo, body, patch, logger, related, datetime.now(UTC))
 
@@ -563,11 +563,11 @@ async def _reconcile_front_door(p: Pass) -> bool:
 async def _reconcile_gateway(
     rt: Runtime,
     namespace: str,
-    services: Iterable[Mapping[str, Any]],
+    services: Sequence[Mapping[str, Any]],
     policies_by_target: kopf.Index[Key, dict[str, Any]],
     observed: Mapping[str, namespace_gateway.Observed],
     logger: kopf.Logger,
-) -> None:
+) -> Neighbours:
     """Apply the namespace's gateway while a service needs L7, delete it when none does.
 
     Once per tick per namespace, and it writes only what the watch shows missing or drifted
@@ -576,10 +576,12 @@ async def _reconcile_gateway(
     the gateway sees it put back on the next tick.
     """
     checked = time.monotonic()
-    if checked - rt.gateway_checked.get(namespace, float("-inf")) < TICK / 2:
-        return
+    known = rt.neighbours.get(namespace)
+    if known is not None and checked - rt.gateway_checked.get(namespace, float("-inf")) < TICK / 2:
+        return known[1]
     rt.gateway_checked[namespace] = checked
-    need = _gateway_need(rt, namespace, list(services), policies_by_target)
+    neighbours = _neighbours(rt, namespace, services, policies_by_target)
+    need = neighbours.gateway
     try:
         if need.owners:
             await _repair_gateway(rt, namespace, need, observed, logger)
@@ -591,6 +593,7 @@ async def _reconcile_gateway(
     except ApiException as error:
         # retried next tick; the services' own children must not wait on it
         logger.warning("gateway of %s not reconciled: %s %s", namespace, error.status, error.reason)
+    return neighbours
 
 
 async def _repair_gateway(
@@ -613,32 +616,45 @@ async def _repair_gateway(
         logger.info("gateway of %s applied (%s) for %s", namespace, kinds, owners)
 
 
-def _gateway_need(
+def _neighbours(
     rt: Runtime,
     namespace: str,
-    services: list[Mapping[str, Any]],
+    services: Sequence[Mapping[str, Any]],
     policies_by_target: kopf.Index[Key, dict[str, Any]],
-) -> namespace_gateway.GatewayNeed:
-    """What the namespace's gateway must serve, decided again only when one of its services or
-    their policies changed: reading a thousand services as models every tick was a fifth of the
-    operator's CPU at rest (BENCHMARKS.md)."""
+) -> Neighbours:
+    """What a service's pass needs to know of the other services of its namespace, decided
+    again only when one of them, or their policies, changed spec, came or went.
+
+    Keyed by generation, not resourceVersion: status writes (every service's economics, once a
+    minute) do not change either answer. Reading a thousand services as models every tick, and
+    listing the API-backed ones in every service's pass, was a third of the operator's CPU at
+    rest at 1,000 services (BENCHMARKS.md).
+    """
     policies = [p for s in services for p in policies_by_target.get((namespace, _name(s)), [])]
-    inputs = (_versions(services), _versions(policies))
-    cached = rt.gateway_need.get(namespace)
-    if cached is not None and cached[0] == inputs:
-        return cached[1]
-    need = namespace_gateway.gateway_need(_with_chains(namespace, services, policies_by_target))
-    rt.gateway_need[namespace] = (inputs, need)
-    return need
+    inputs = (_specs(services), _specs(policies))
+    known = rt.neighbours.get(namespace)
+    if known is not None and known[0] == inputs:
+        return known[1]
+    neighbours = Neighbours(
+        gateway=namespace_gateway.gateway_need(_with_chains(namespace, services, policies_by_target)),
+        api_services=api_backed(services),
+    )
+    rt.neighbours[namespace] = (inputs, neighbours)
+    return neighbours
 
 
 def _name(body: Mapping[str, Any]) -> str:
     return str(body.get("metadata", {}).get("name", ""))
 
 
-def _versions(bodies: Iterable[Mapping[str, Any]]) -> frozenset[tuple[str, str]]:
-    """Each object's name and resourceVersion: equal means none changed, none came or went."""
-    return frozenset((_name(b), str(b.get("metadata", {}).get("resourceVersion", ""))) for b in bodies)
+def _specs(bodies: Iterable[Mapping[str, Any]]) -> frozenset[tuple[str, str, int, bool]]:
+    """Each object's identity, spec generation and whether it is being deleted: equal means no
+    spec changed and none came or went."""
+    return frozenset(
+        (_name(b), str(m.get("uid", "")), int(m.get("generation") or 0), bool(m.get("deletionTimestamp")))
+        for b in bodies
+        for m in [b.get("metadata", {})]
+    )
 
 
 def _with_chains(

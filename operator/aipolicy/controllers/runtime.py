@@ -12,6 +12,16 @@ from aipolicy.observe.presets import MetricNames
 from aipolicy.observe.prometheus import QueryCache
 
 
+@dataclass(frozen=True)
+class Neighbours:
+    """What an InferenceService's pass needs to know of the other services of its namespace."""
+
+    #: what the namespace's gateway must serve
+    gateway: GatewayNeed
+    #: the API-backed services: whether a chain needs the gateway depends on them
+    api_services: frozenset[str]
+
+
 @dataclass
 class Runtime:
     """Kept in kopf's memo; built once at start-up."""
@@ -30,9 +40,9 @@ class Runtime:
     #: When each namespace's gateway was last checked (monotonic), so that a namespace of many
     #: services checks once per tick, not once per service.
     gateway_checked: dict[str, float] = field(default_factory=dict)
-    #: Each namespace's gateway need with the versions of the services and policies it was
-    #: decided from (inferenceservice._gateway_need).
-    gateway_need: dict[str, tuple[Any, GatewayNeed]] = field(default_factory=dict)
+    #: What each namespace's services need to know of one another (inferenceservice.Neighbours),
+    #: with the specs it was decided from (inferenceservice._neighbours).
+    neighbours: dict[str, tuple[Any, Neighbours]] = field(default_factory=dict)
 
     @staticmethod
     def default_tick() -> float:

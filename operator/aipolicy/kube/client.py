@@ -84,8 +84,7 @@ class Kube:
         call = self._call("patch", manifest["kind"])
         # an urllib3 response: _preload_content=False skips model decoding
         response: Any = call(meta["name"], meta["namespace"], manifest, **kwargs)
-        stored: dict[str, Any] = json.loads(response.data)
-        return stored
+        return _read_json(response)
 
     async def patch_custom_status(
         self, group: str, version: str, plural: str, namespace: str, name: str, patch: dict[str, Any]
@@ -94,9 +93,9 @@ class Kube:
         field)."""
 
         def patch_status() -> None:
-            self.custom.patch_namespaced_custom_object_status(
-                group, version, namespace, plural, name, patch, _content_type=MERGE, _preload_content=False
-            )
+            options: dict[str, Any] = {"_content_type": MERGE, "_preload_content": False}
+            call = self.custom.patch_namespaced_custom_object_status
+            _read_json(call(group, version, namespace, plural, name, patch, **options))
 
         await asyncio.to_thread(patch_status)
 
@@ -119,3 +118,14 @@ class Kube:
                     raise
 
         await asyncio.to_thread(delete)
+
+
+def _read_json(response: Any) -> dict[str, Any]:
+    """The body of an urllib3 response asked for with _preload_content=False (no model decoding),
+    and its connection back in the pool: urllib3 returns such a connection only when told, and
+    without it every call opened a TLS connection of its own."""
+    try:
+        body: dict[str, Any] = json.loads(response.data)
+        return body
+    finally:
+        response.release_conn()
