@@ -175,17 +175,19 @@ async def test_one_objects_fault_does_not_stop_the_others(caplog: pytest.LogCapt
 
 async def test_the_loop_ticks_until_stopped() -> None:
     calls: list[str] = []
+    three = asyncio.Event()
 
     async def evaluate(name: str, **_: Any) -> None:
         calls.append(name)
+        if len(calls) == 3:
+            three.set()
 
     each = Cycle("aibudgets", "by_key", evaluate, tick=0.01)
     each.start(kopf.Memo(runtime=Runtime()), {"by_key": index(body("a"))})
     first = each.task
     each.start(kopf.Memo(runtime=Runtime()), {"by_key": index(body("a"))})  # once only
     assert each.task is first
-    while len(calls) < 3:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(three.wait(), timeout=30)  # three ticks
     await each.stop()
     assert each.task is None and first is not None and first.cancelled()
 
