@@ -683,14 +683,11 @@ def test_a_budget_counts_what_the_gateway_spent_at_a_fallback_provider_for_its_s
         raise AssertionError(f"{error}; paid {paid}; budget status {status}") from None
 
 
-def test_overflow_sends_the_excess_of_a_burst_to_the_provider(
-    cluster: Cluster, namespace: str, simulator: Simulator, gateway: GatewayFactory
-) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
+def _slow_chat_and_a_provider(cluster: Cluster, namespace: str, simulator: Simulator) -> None:
+    """A provider with its key, and a "chat" model whose one sequence decodes 20 tokens/s: a
+    40-token answer holds its slot for about 2 s."""
     _provider(simulator, namespace, "api")
     cluster.apply(_secret(SECRET, KEY), namespace)
-    # one sequence decodes 20 tokens/s: a 40-token answer holds its slot for about 2 s
     simulator.configure(
         namespace,
         "chat",
@@ -703,6 +700,14 @@ def test_overflow_sends_the_excess_of_a_burst_to_the_provider(
             },
         },
     )
+
+
+def test_overflow_sends_the_excess_of_a_burst_to_the_provider(
+    cluster: Cluster, namespace: str, simulator: Simulator, gateway: GatewayFactory
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _slow_chat_and_a_provider(cluster, namespace, simulator)
     cluster.apply(
         _selfhosted("chat", min_replicas=1, front_door={"maxInFlightPerReplica": 2, "overflow": "Fallback"}),
         namespace,
@@ -743,20 +748,7 @@ def test_slo_sizing_counts_the_requests_that_overflowed(
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    _provider(simulator, namespace, "api")
-    cluster.apply(_secret(SECRET, KEY), namespace)
-    simulator.configure(
-        namespace,
-        "chat",
-        {
-            "modelName": "example/chat",
-            "capacity": {
-                "prefillTokensPerSecond": 50000,
-                "decodeTokensPerSecond": 400,
-                "perSequenceDecodeTokensPerSecond": 20,
-            },
-        },
-    )
+    _slow_chat_and_a_provider(cluster, namespace, simulator)
     sized = _selfhosted(
         "chat",
         min_replicas=1,

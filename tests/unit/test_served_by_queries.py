@@ -7,13 +7,8 @@ Through the gateway, tokens and latency count for the InferenceService that serv
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
-
-import pytest
-import yaml
 
 from aipolicy.observe.presets import (
     PRESETS,
@@ -24,6 +19,7 @@ from aipolicy.observe.presets import (
     token_increase,
 )
 from aipolicy.report import queries
+from tests.unit.promtool import expect_samples
 
 NAMES = PRESETS["vllm"]
 TOKENS = "aipolicy_gateway_completion_tokens_total"
@@ -102,23 +98,7 @@ def _sample(service: str, value: float, **labels: str) -> dict[str, Any]:
 
 
 def _evaluate(tmp_path: Path, cases: list[tuple[str, list[dict[str, Any]]]]) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is missing: `make prometheus` installs Debian's prometheus package")
-    tests = [
-        {
-            "interval": "1m",
-            "input_series": SERIES,
-            "promql_expr_test": [
-                {"expr": expr, "eval_time": "10m", "exp_samples": exp} for expr, exp in cases
-            ],
-        }
-    ]
-    (tmp_path / "test.yaml").write_text(yaml.safe_dump({"rule_files": [], "tests": tests}))
-    result = subprocess.run(
-        [promtool, "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    expect_samples(tmp_path, SERIES, cases)
 
 
 def test_tokens_count_for_the_service_that_served_them_once(tmp_path: Path) -> None:

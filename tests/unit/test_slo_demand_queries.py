@@ -9,15 +9,11 @@ reads its model servers' counters, as before.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
 from aipolicy.observe.presets import PRESETS, slo_load
+from tests.unit.promtool import expect_samples
 
 NAMES = PRESETS["vllm"]
 ANSWERS = "aipolicy_gateway_requests_total"
@@ -82,24 +78,7 @@ def _load(
 
 
 def _evaluate(tmp_path: Path, series: list[dict[str, str]], cases: list[Case]) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is missing: `make prometheus` installs Debian's prometheus package")
-    tests = [
-        {
-            "interval": "1m",
-            "input_series": series,
-            "promql_expr_test": [
-                {"expr": f"round({expr}, 0.001)", "eval_time": "10m", "exp_samples": _expect(values)}
-                for expr, values in cases
-            ],
-        }
-    ]
-    (tmp_path / "test.yaml").write_text(yaml.safe_dump({"rule_files": [], "tests": tests}))
-    result = subprocess.run(
-        [promtool, "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    expect_samples(tmp_path, series, [(f"round({expr}, 0.001)", _expect(values)) for expr, values in cases])
 
 
 def test_behind_the_gateway_the_demand_counts_the_overflowed_and_refused_requests(tmp_path: Path) -> None:
