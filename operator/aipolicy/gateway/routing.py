@@ -236,7 +236,18 @@ def _own_target(snapshot: Snapshot, name: str, spec: InferenceServiceSpec) -> Ta
 
 
 def _suspending_budget(snapshot: Snapshot, name: str) -> Mapping[str, Any] | None:
+    return next(iter(_budgets_acting(snapshot, name, "Suspend")), None)
+
+
+def _degrading(snapshot: Snapshot, name: str) -> bool:
+    return bool(_budgets_acting(snapshot, name, "Degrade"))
+
+
+def _budgets_acting(snapshot: Snapshot, name: str, action: str) -> list[Mapping[str, Any]]:
+    """The enforced budgets that select the service and whose active action is `action`, by
+    name."""
     labels = _labels(snapshot.services[name])
+    acting = []
     for budget in sorted(snapshot.budgets, key=lambda b: b["metadata"]["name"]):
         spec = budget.get("spec") or {}
         if spec.get("enforcement", "Enforce") != "Enforce":
@@ -244,23 +255,9 @@ def _suspending_budget(snapshot: Snapshot, name: str) -> Mapping[str, Any] | Non
         selector = _selector(snapshot, budget)
         if selector is None:
             continue
-        if selector.matches(labels) and (budget.get("status") or {}).get("activeAction") == "Suspend":
-            return budget
-    return None
-
-
-def _degrading(snapshot: Snapshot, name: str) -> bool:
-    labels = _labels(snapshot.services[name])
-    for budget in snapshot.budgets:
-        spec = budget.get("spec") or {}
-        if spec.get("enforcement", "Enforce") != "Enforce":
-            continue
-        selector = _selector(snapshot, budget)
-        if selector is None:
-            continue
-        if selector.matches(labels) and (budget.get("status") or {}).get("activeAction") == "Degrade":
-            return True
-    return False
+        if selector.matches(labels) and (budget.get("status") or {}).get("activeAction") == action:
+            acting.append(budget)
+    return acting
 
 
 def _parse_time(text: Any) -> datetime | None:
