@@ -1,8 +1,8 @@
 """The operator's connections to the API server: kopf's session, with a bounded pool.
 
 kopf's built-in session opens as many connections as there are requests in flight (aiohttp
-with no limit). When a thousand services' timers finish within a second, a thousand status
-patches open a thousand TLS connections at once; their OpenSSL buffers live outside Python's
+with no limit). When a thousand requests are sent within a second, they open a thousand TLS
+connections at once; their OpenSSL buffers live outside Python's
 heap, and glibc keeps the memory after they close: at 1,000 services the operator stayed at
 ~500 MiB resident while Python itself held ~55 MiB (measured with tracemalloc and
 malloc_stats; BENCHMARKS.md). This login handler builds the same session as kopf's

@@ -102,7 +102,9 @@ class Cycle:
         for key, body in objects.items():
             if key in self.in_flight or body.get("metadata", {}).get("deletionTimestamp"):
                 continue
-            memo = self.memos.setdefault(key, kopf.Memo(base))
+            memo = self.memos.get(key)
+            if memo is None:  # not setdefault: a thousand Memo objects a tick for nothing
+                memo = self.memos[key] = kopf.Memo(base)
             task = asyncio.create_task(self._one(key, body, memo, indexes, running))
             self.in_flight[key] = task
             task.add_done_callback(lambda _, key=key: self.in_flight.pop(key, None))  # type: ignore[misc]

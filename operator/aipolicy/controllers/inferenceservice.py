@@ -15,7 +15,7 @@ A pass, every tick (kopf keeps the indexes current; nothing here reads the API):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -40,7 +40,7 @@ from aipolicy.controllers import economics, evaluation, metrics, slo
 from aipolicy.controllers.cycle import cycle
 from aipolicy.controllers.events import StatusConditions, status_differs, write_status
 from aipolicy.controllers.indexes import Key, observed_gateway
-from aipolicy.controllers.runtime import Neighbours, Runtime
+from aipolicy.controllers.runtime import Neighbours, Runtime, Specs
 from aipolicy.gateway import manifests as gateway_manifests
 from aipolicy.kube import children
 from aipolicy.kube import gateway as namespace_gateway
@@ -180,7 +180,7 @@ async def reconcile_inference_service(
     rt: Runtime = memo["runtime"]
     key = (namespace, name)
     # before the quiet-inputs skip: the namespace's gateway depends on its other services
-    services = list(inferenceservices_by_namespace.get(namespace, []))
+    services: Collection[Mapping[str, Any]] = inferenceservices_by_namespace.get(namespace, [])
     neighbours = await _reconcile_gateway(
         rt, namespace, services, fallbackpolicies_by_target, observed_gateway(_, namespace), logger
     )
@@ -563,7 +563,7 @@ async def _reconcile_front_door(p: Pass) -> bool:
 async def _reconcile_gateway(
     rt: Runtime,
     namespace: str,
-    services: Sequence[Mapping[str, Any]],
+    services: Collection[Mapping[str, Any]],
     policies_by_target: kopf.Index[Key, dict[str, Any]],
     observed: Mapping[str, namespace_gateway.Observed],
     logger: kopf.Logger,
@@ -619,7 +619,7 @@ async def _repair_gateway(
 def _neighbours(
     rt: Runtime,
     namespace: str,
-    services: Sequence[Mapping[str, Any]],
+    services: Collection[Mapping[str, Any]],
     policies_by_target: kopf.Index[Key, dict[str, Any]],
 ) -> Neighbours:
     """What a service's pass needs to know of the other services of its namespace, decided
@@ -647,7 +647,7 @@ def _name(body: Mapping[str, Any]) -> str:
     return str(body.get("metadata", {}).get("name", ""))
 
 
-def _specs(bodies: Iterable[Mapping[str, Any]]) -> frozenset[tuple[str, str, int, bool]]:
+def _specs(bodies: Iterable[Mapping[str, Any]]) -> Specs:
     """Each object's identity, spec generation and whether it is being deleted: equal means no
     spec changed and none came or went."""
     return frozenset(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
 from aipolicy.kube.client import Kube
 from aipolicy.kube.gateway import GatewayNeed
 from aipolicy.observe.presets import MetricNames
 from aipolicy.observe.prometheus import QueryCache
+
+#: Objects by name, uid, generation and whether they are being deleted: equal sets mean no spec
+#: changed and none came or went.
+Specs = frozenset[tuple[str, str, int, bool]]
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class Runtime:
     gateway_checked: dict[str, float] = field(default_factory=dict)
     #: What each namespace's services need to know of one another (inferenceservice.Neighbours),
     #: with the specs it was decided from (inferenceservice._neighbours).
-    neighbours: dict[str, tuple[Any, Neighbours]] = field(default_factory=dict)
+    #: (the services' specs, their policies' specs) -> what was decided from them
+    neighbours: dict[str, tuple[tuple[Specs, Specs], Neighbours]] = field(default_factory=dict)
 
     @staticmethod
     def default_tick() -> float:
